@@ -1,0 +1,71 @@
+"""Config checks that run before any job: every problem is reported with the key it concerns.
+
+JSON schema does the typing; this module turns its errors into messages a person can act on
+("config key train.lora_rank: 0 is less than the minimum of 1") and adds what a schema cannot say:
+"did you mean" for misspelt keys, LLaMA-Factory template names, and keys the workflow owns.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+
+import jsonschema
+
+from conch.errors import ConfigError
+from conch.lf import RESERVED_TRAIN_KEYS, known_templates
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _unknown_keys(config: dict, schema: dict, path: tuple = ()) -> Iterator[str]:
+    props = schema.get("properties")
+    if not isinstance(config, dict) or props is None:
+        return
+    for key, value in config.items():
+        if key in props:
+            yield from _unknown_keys(value, props[key], (*path, key))
+        elif schema.get("additionalProperties") is False:
+            close = difflib.get_close_matches(str(key), list(props), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(props))}"
+            yield f"config key {_key((*path, key))}: unknown key{hint}"
+
+
+def _schema_errors(config: dict, schema: dict) -> Iterator[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        if error.validator == "additionalProperties":
+            continue  # reported with a suggestion by _unknown_keys
+        yield f"config key {_key(error.absolute_path)}: {error.message}"
+
+
+def problems(config: dict, schema: dict) -> list[str]:
+    found = [*_unknown_keys(config, schema), *_schema_errors(config, schema)]
+    for key in sorted(RESERVED_TRAIN_KEYS & set(config.get("train") or {})):
+        found.append(f"config key train.{key}: set by the workflow from the DAG; remove it from config")
+    train_schema = {**schema["properties"]["train"], "definitions": schema.get("definitions", {})}
+    for name, overrides in (config.get("experiments") or {}).items():
+        if not isinstance(overrides, dict):
+            continue  # the schema check above already names it
+        for key in sorted(RESERVED_TRAIN_KEYS & set(overrides)):
+            found.append(f"config key experiments.{name}.{key}: set by the workflow; remove it")
+        merged = {**(config.get("train") or {}), **overrides}
+        for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
+            if set(error.absolute_path) & set(overrides):
+                found.append(f"config key experiments.{name}.{_key(error.absolute_path)}: {error.message}")
+    templates = known_templates()
+    template = config.get("template")
+    if templates is not None and isinstance(template, str) and template not in templates:
+        close = difflib.get_close_matches(template, sorted(templates), n=3)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        found.append(f"config key template: {template!r} is not a LLaMA-Factory template{hint}")
+    return found
+
+
+def check(config: dict, schema: dict, source: str = "config") -> None:
+    """Raise ConfigError listing every problem, or return quietly."""
+    found = problems(config, schema)
+    if found:
+        raise ConfigError(f"{len(found)} problem(s) in {source}:\n  " + "\n  ".join(found))

@@ -1,0 +1,104 @@
+"""LLaMA-Factory as conch drives it: the YAML files it reads and the `llamafactory-cli` runs.
+
+We orchestrate LLaMA-Factory, we do not rewrite it: every training key in config passes through unchanged,
+and the YAML is kept beside its output so a run can be repeated by hand with `llamafactory-cli train FILE`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+# Keys the workflow derives from the DAG; letting config set them would break the wiring between rules.
+RESERVED_TRAIN_KEYS = frozenset(
+    {"model_name_or_path", "adapter_name_or_path", "dataset", "eval_dataset", "dataset_dir", "template",
+     "output_dir", "stage", "do_train", "export_dir"}
+)
+
+
+def known_templates() -> set[str] | None:
+    """Template names registered in the installed LLaMA-Factory, read from its source (no heavy import).
+
+    None when LLaMA-Factory is not importable here (e.g. snakemake runs outside the training env)."""
+    spec = importlib.util.find_spec("llamafactory")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    source = Path(next(iter(spec.submodule_search_locations))) / "data" / "template.py"
+    return set(re.findall(r'register_template\(\s*name="([^"]+)"', source.read_text(encoding="utf-8")))
+
+
+def train_args(train: dict, *, base_model: str, dataset: str, dataset_dir: str, template: str,
+               output_dir: str) -> dict:
+    """The full `llamafactory-cli train` argument set for one SFT experiment."""
+    args = {
+        "stage": "sft",
+        "do_train": True,
+        "model_name_or_path": base_model,
+        "dataset": f"{dataset}_train",
+        "dataset_dir": dataset_dir,
+        "template": template,
+        "output_dir": output_dir,
+        "plot_loss": True,
+        "overwrite_cache": True,
+    }
+    args.update(train)
+    return args
+
+
+def export_args(*, base_model: str, adapter: str, template: str, export_dir: str, train: dict) -> dict:
+    """`llamafactory-cli export` arguments that merge `adapter` into `base_model`."""
+    args = {
+        "model_name_or_path": base_model,
+        "adapter_name_or_path": adapter,
+        "template": template,
+        "finetuning_type": train.get("finetuning_type", "lora"),
+        "export_dir": export_dir,
+        "export_size": 5,
+        "export_device": "cpu",
+        "export_legacy_format": False,
+        "trust_remote_code": train.get("trust_remote_code", False),
+    }
+    # The tokenizer must render prompts exactly as in training, system prompt included.
+    if "default_system" in train:
+        args["default_system"] = train["default_system"]
+    return args
+
+
+def write_yaml(args: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(args, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def cli() -> list[str]:
+    """The llamafactory-cli of the environment this process runs in (venv or conda env)."""
+    exe = Path(sys.executable).with_name("llamafactory-cli")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("llamafactory-cli")
+    return [found] if found else [sys.executable, "-m", "llamafactory.cli"]
+
+
+def run(command: str, yaml_path: str | Path, log_path: str | Path, env: dict | None = None) -> None:
+    """Run `llamafactory-cli <command> <yaml>`, appending its output to the log; fail loudly with the log's tail."""
+    full_env = {**os.environ, **(env or {})}
+    # Never phone home from a training job: the base model is already on disk.
+    full_env.setdefault("HF_HUB_OFFLINE", "1")
+    full_env.setdefault("DISABLE_VERSION_CHECK", "1")
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ llamafactory-cli {command} {yaml_path}\n")
+        log.flush()
+        proc = subprocess.run([*cli(), command, str(yaml_path)], stdout=log, stderr=subprocess.STDOUT,
+                              env=full_env, check=False)
+    if proc.returncode != 0:
+        tail = Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+        raise RuntimeError(f"llamafactory-cli {command} failed (exit {proc.returncode}); log {log_path}:\n"
+                           + "\n".join(tail))

@@ -1,0 +1,1 @@
+"""The conch server: FastAPI app serving merged models (or base + LoRA adapter)."""

@@ -1,0 +1,79 @@
+# One of three rules provides results/base_model/manifest.json, as `base_model.source` says.
+# The manifest names the model directory every later stage loads, and how it was obtained.
+BASE_MANIFEST = "results/base_model/manifest.json"
+
+# Forwarded to cluster jobs when set; never written to results or logs.
+_hub_vars = [v for v in ("HF_TOKEN", "HF_ENDPOINT", "HF_HOME") if os.environ.get(v)]
+if _hub_vars:
+
+    envvars:
+        *_hub_vars,
+
+
+if config["base_model"]["source"] == "scratch":
+
+    rule build_scratch_model:
+        input:
+            train=rules.prepare_dataset.output.train,
+            code=conch_code("scratch", "lf"),
+        output:
+            model=directory("results/base_model/scratch"),
+            manifest=BASE_MANIFEST,
+        params:
+            arch=config["base_model"]["scratch"],
+            template=config["template"],
+            default_system=config["train"].get("default_system"),
+        log:
+            "logs/base_model/build_scratch_model.log",
+        benchmark:
+            "benchmarks/base_model/build_scratch_model.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../workflow_scripts/build_scratch_model.py"
+
+elif config["base_model"]["source"] == "hf":
+
+    rule fetch_hf_model:
+        input:
+            code=conch_code("hub"),
+        output:
+            manifest=BASE_MANIFEST,
+        params:
+            repo_id=config["base_model"]["repo_id"],
+            revision=config["base_model"]["revision"],
+        log:
+            "logs/base_model/fetch_hf_model.log",
+        benchmark:
+            "benchmarks/base_model/fetch_hf_model.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=120,
+        script:
+            "../workflow_scripts/fetch_hf_model.py"
+
+else:
+
+    rule use_local_model:
+        input:
+            config=os.path.join(config["base_model"].get("path", ""), "config.json"),
+            code=conch_code("hub"),
+        output:
+            manifest=BASE_MANIFEST,
+        params:
+            path=config["base_model"].get("path"),
+        log:
+            "logs/base_model/use_local_model.log",
+        conda:
+            "../envs/train.yaml"
+        threads: 1
+        localrule: True
+        script:
+            "../workflow_scripts/use_local_model.py"

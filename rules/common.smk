@@ -1,0 +1,62 @@
+import glob
+import os
+
+import yaml
+from snakemake.utils import validate
+
+from conch.config import check as check_config
+from conch.errors import ConfigError
+
+# ---- config: refuse a bad config before any job runs -------------------------------------------------
+SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
+with open(SCHEMA, encoding="utf-8") as fh:
+    _schema = yaml.safe_load(fh)
+try:
+    check_config(config, _schema)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+validate(config, SCHEMA)  # fills in the schema's defaults
+
+DATASET = config["dataset"]
+EXPERIMENTS = list(config["experiments"])
+GPUS = config["compute"]["gpus"]
+
+wildcard_constraints:
+    experiment="|".join(EXPERIMENTS),
+
+
+# ---- code the scripts import: listed as inputs so that editing a module reruns the rules using it ----
+def conch_code(*modules):
+    root = os.path.join(workflow.basedir, "conch")
+    files = [os.path.join(root, "__init__.py"), os.path.join(root, "errors.py")]
+    for module in modules:
+        package = os.path.join(root, module)
+        if os.path.isdir(package):
+            files += sorted(glob.glob(os.path.join(package, "*.py")))
+        else:
+            files.append(package + ".py")
+    return files
+
+
+# ---- experiments ---------------------------------------------------------------------------------------
+def train_config(experiment):
+    """LLaMA-Factory training keys for one experiment: the defaults under `train`, then its overrides."""
+    return {**config["train"], **(config["experiments"][experiment] or {})}
+
+
+# ---- resources: portable tags only; site settings live in profiles -------------------------------------
+def gpu_resources(mem_mb=None):
+    res = {"mem_mb": mem_mb or config["compute"]["mem_mb"], "runtime": config["compute"]["runtime"]}
+    if GPUS:
+        res["gpu"] = GPUS
+    return res
+
+
+def final_outputs():
+    return expand(
+        [
+            "results/eval/{experiment}/report.html",
+            "results/serve/{experiment}/smoke_test.json",
+        ],
+        experiment=EXPERIMENTS,
+    )

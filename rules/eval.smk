@@ -1,0 +1,28 @@
+rule evaluate:
+    input:
+        test=rules.prepare_dataset.output.test,
+        base=BASE_MANIFEST,
+        merged=rules.merge_adapter.output.model,
+        loss_plot=rules.train_adapter.output.loss_plot,
+        code=conch_code("modeling", "metrics", "report"),
+    output:
+        metrics="results/eval/{experiment}/metrics.json",
+        samples="results/eval/{experiment}/samples.tsv",
+        chart="results/eval/{experiment}/base_vs_tuned.png",
+        report="results/eval/{experiment}/report.html",
+    params:
+        max_new_tokens=config["eval"]["max_new_tokens"],
+        batch_size=config["eval"]["batch_size"],
+        persona_names=config["eval"]["persona_names"],
+        max_samples=config["eval"].get("max_samples"),
+    log:
+        "logs/evaluate/{experiment}.log",
+    benchmark:
+        "benchmarks/evaluate/{experiment}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(),
+    script:
+        "../workflow_scripts/evaluate.py"

@@ -1,0 +1,25 @@
+rule serve:
+    input:
+        model=rules.merge_adapter.output.model,
+        check=rules.merge_adapter.output.check,
+        code=conch_code("server", "modeling"),
+    output:
+        manifest="results/serve/{experiment}/manifest.json",
+        smoke="results/serve/{experiment}/smoke_test.json",
+    params:
+        host=config["serve"]["host"],
+        port=config["serve"]["port"],
+        max_new_tokens=config["serve"]["max_new_tokens"],
+        template=config["template"],
+        prompt=config["merge"]["check_prompts"][0],
+    log:
+        "logs/serve/{experiment}.log",
+    benchmark:
+        "benchmarks/serve/{experiment}.tsv"
+    conda:
+        "../envs/serve.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(),
+    script:
+        "../workflow_scripts/serve.py"

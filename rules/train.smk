@@ -1,0 +1,55 @@
+rule train_adapter:
+    input:
+        dataset_info=rules.register_dataset.output[0],
+        train=rules.prepare_dataset.output.train,
+        val=rules.prepare_dataset.output.val,
+        base=BASE_MANIFEST,
+        code=conch_code("lf", "modeling"),
+    output:
+        adapter="results/adapters/{experiment}/adapter_model.safetensors",
+        adapter_config="results/adapters/{experiment}/adapter_config.json",
+        train_yaml="results/adapters/{experiment}/train_config.yaml",
+        trainer_log="results/adapters/{experiment}/trainer_log.jsonl",
+        loss_plot="results/adapters/{experiment}/training_loss.png",
+    params:
+        train=lambda wc: train_config(wc.experiment),
+        dataset=DATASET,
+        template=config["template"],
+    log:
+        "logs/train_adapter/{experiment}.log",
+    benchmark:
+        "benchmarks/train_adapter/{experiment}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(),
+    script:
+        "../workflow_scripts/train_adapter.py"
+
+
+rule merge_adapter:
+    input:
+        adapter=rules.train_adapter.output.adapter,
+        base=BASE_MANIFEST,
+        code=conch_code("lf", "modeling"),
+    output:
+        model=directory("results/merged/{experiment}/model"),
+        export_yaml="results/merged/{experiment}/export_config.yaml",
+        check="results/merged/{experiment}/merge_check.json",
+    params:
+        train=lambda wc: train_config(wc.experiment),
+        template=config["template"],
+        prompts=config["merge"]["check_prompts"],
+        atol=config["merge"]["atol"],
+    log:
+        "logs/merge_adapter/{experiment}.log",
+    benchmark:
+        "benchmarks/merge_adapter/{experiment}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(),
+    script:
+        "../workflow_scripts/merge_adapter.py"

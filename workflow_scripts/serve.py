@@ -1,0 +1,41 @@
+"""Deploy manifest + smoke test: start the server on a free loopback port, query it for real, stop it."""
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from conch.modeling import generate, load, render
+from conch.server.smoke import free_port, launch_command, running_server, smoke_test
+
+p, name = snakemake.params, snakemake.wildcards.experiment
+model_dir = snakemake.input.model
+tokens = min(32, p.max_new_tokens)
+
+model, tokenizer = load(model_dir)
+(expected,) = generate(model, tokenizer, [render(tokenizer, [{"role": "user", "content": p.prompt}])], tokens)
+del model
+
+port = free_port()
+command = launch_command(model_dir, name, "127.0.0.1", port, p.max_new_tokens)
+open(snakemake.log[0], "w").close()
+with running_server(command, f"http://127.0.0.1:{port}", snakemake.log[0]):
+    record = smoke_test(f"http://127.0.0.1:{port}", name, p.prompt, expected, tokens)
+Path(snakemake.output.smoke).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+launch = ["python", "-m", "conch.server", "--model", model_dir, "--name", name, "--host", p.host,
+          "--port", str(p.port), "--max-new-tokens", str(p.max_new_tokens)]
+manifest = {
+    "model": name,
+    "model_path": model_dir,
+    "template": p.template,
+    "host": p.host,
+    "port": p.port,
+    "launch_command": shlex.join(launch),
+    "endpoints": ["GET /generate?prompt=", "POST /v1/chat/completions", "GET /health"],
+}
+Path(snakemake.output.manifest).write_text(json.dumps(manifest, indent=2) + "\n")
+if not record["passed"]:
+    Path(snakemake.output.smoke).rename(Path(snakemake.output.smoke).with_suffix(".failed.json"))
+    failed = [k for k, ok in record["checks"].items() if not ok]
+    sys.exit(f"serve: smoke test failed ({', '.join(failed)}); see {snakemake.log[0]}")
