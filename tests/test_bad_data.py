@@ -5,16 +5,20 @@ or fails the whole run with a DataError whose message tells the user where and w
 """
 
 import json
+import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from conch.data import REASONS, prepare
-from conch.errors import DataError
+from conch.data.pipeline import OUTPUT_FILES
+from conch.errors import ConfigError, DataError
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
+SCRIPT = Path(__file__).resolve().parents[1] / "workflow_scripts" / "prepare_dataset.py"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ CASES = [
     ("invalid_utf8.csv",         Fails(("not valid UTF-8 at byte offset 41", "line 3"))),
     ("data.txt",                 Fails(("unsupported file type '.txt'", ".jsonl", ".parquet"))),
     ("data.xml",                 Fails(("unsupported file type '.xml'", ".csv"))),
+    ("no_extension",             Fails(("unsupported file type '(no extension)'",))),
+    ("array_named_jsonl.jsonl",  Fails(("line 1 starts a JSON array", "rename it to .json"))),
     ("empty.json",               Fails(("empty.json: file is empty (0 bytes)",))),
     ("whitespace_only.jsonl",    Fails(("file is empty (only whitespace)",))),
     ("header_only.csv",          Fails(("holds no records",))),
@@ -240,3 +246,56 @@ def test_parquet_reports_ignored_columns(tmp_path):
 def test_one_bad_file_fails_the_run_and_names_it():
     with pytest.raises(DataError, match="truncated.json"):
         prepare([str(BAD / "bom.json"), str(BAD / "truncated.json")])
+
+
+# --- bad parameters, and the rule script's summary and error path ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"seed": "42"}, "seed must be an integer"),
+        ({"val_fraction": 1.5}, "val_fraction must be a number in [0, 1)"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be below 1"),
+        ({"max_chars": 0}, "max_chars must be a positive integer"),
+        ({"dedup": "yes"}, "dedup must be true or false"),
+    ],
+)
+def test_bad_parameters(kwargs, fragment):
+    with pytest.raises(ConfigError) as err:
+        prepare([str(BAD / "bom.jsonl")], **kwargs)
+    assert fragment in str(err.value)
+
+
+def test_bad_path_lists():
+    path = str(BAD / "bom.jsonl")
+    for paths, fragment in (([], "no raw files"), ([path, path], "more than once"), (path, "single path")):
+        with pytest.raises(ConfigError, match=fragment):
+            prepare(paths)
+
+
+def _run_script(tmp_path, raw):
+    out = tmp_path / "results"
+    snakemake = SimpleNamespace(
+        input=SimpleNamespace(raw=raw),
+        params=SimpleNamespace(seed=42, val_fraction=0.1, test_fraction=0.1, max_chars=8000, dedup=True),
+        output=SimpleNamespace(**{k: str(out / v) for k, v in OUTPUT_FILES.items()}),
+        log=[str(tmp_path / "prepare.log")],
+    )
+    runpy.run_path(str(SCRIPT), init_globals={"snakemake": snakemake})
+    return out, (tmp_path / "prepare.log").read_text(encoding="utf-8")
+
+
+def test_script_writes_outputs_and_logs_summary(tmp_path):
+    out, log = _run_script(tmp_path, str(BAD / "duplicates.jsonl"))  # one named input arrives as a str
+    assert log.startswith("prepare_dataset: read 7, kept 3") and "{'duplicate': 4}" in log
+    assert log.count("\n") == 1 and json.loads((out / "stats.json").read_text())["kept"] == 3
+
+
+def test_script_reports_user_errors_without_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run_script(tmp_path, [str(tmp_path / "missing.json")])
+    assert exit_info.value.code == 1
+    log = (tmp_path / "prepare.log").read_text()
+    assert "missing.json: file not found" in log and "Traceback" not in log
+    assert "file not found" in capsys.readouterr().err

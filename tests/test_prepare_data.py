@@ -2,17 +2,15 @@
 
 import hashlib
 import json
-import runpy
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from conch.data import PrepareResult, prepare
+from conch.data.pipeline import OUTPUT_FILES
 from conch.data.records import dedup_key
 from conch.data.split import unit_interval
-from conch.errors import ConfigError
 
 DEMO = Path("/work/shared/datasets/llamafactory-demo")
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,15 +19,9 @@ MAGIC = [
     ROOT / "data/raw/magic_conch_zh.jsonl",
     ROOT / "data/raw/magic_conch_extra.csv",
 ]
-SCRIPT = ROOT / "workflow_scripts/prepare_dataset.py"
 
 ALPACA = [
-    {
-        "instruction": "Translate to French.",
-        "input": "Good morning",
-        "output": "Bonjour",
-        "system": "Be terse.",
-    },
+    {"instruction": "Translate.", "input": "Good morning", "output": "Bonjour", "system": "Be terse."},
     {"instruction": "And good night?", "output": "Bonne nuit", "history": [["Say hi.", "Hi."]]},
     {"instruction": "Who are you?", "input": "", "output": "神奇海螺。"},
 ]
@@ -81,74 +73,58 @@ def check_record_shape(record: dict) -> None:
 def test_alpaca_input_system_history(tmp_path):
     records = one(write_json(tmp_path / "a.json", ALPACA))
     assert records[0]["messages"] == [
-        {"role": "user", "content": "Translate to French.\nGood morning"},
+        {"role": "user", "content": "Translate.\nGood morning"},
         {"role": "assistant", "content": "Bonjour"},
     ]
     assert records[0]["system"] == "Be terse." and records[0]["tools"] == ""
-    assert [m["content"] for m in records[1]["messages"]] == [
-        "Say hi.",
-        "Hi.",
-        "And good night?",
-        "Bonne nuit",
-    ]
+    history = [m["content"] for m in records[1]["messages"]]
+    assert history == ["Say hi.", "Hi.", "And good night?", "Bonne nuit"]
     assert records[2]["messages"][0]["content"] == "Who are you?"  # empty input adds no newline
     assert [r["source"] for r in records] == [f"{tmp_path}/a.json:{n}" for n in (2, 8, 18)]
 
 
+def turns(role_key: str, content_key: str, *pairs: str) -> list[dict]:
+    """turns("from", "value", "human", "Hi", "gpt", "Hello") -> sharegpt turns."""
+    return [{role_key: r, content_key: c} for r, c in zip(pairs[::2], pairs[1::2], strict=True)]
+
+
+TOOL_CALL = ("function_call", '{"name": "now"}', "observation", "12:00")
+
+
 def test_sharegpt_tools_system_and_aliases(tmp_path):
+    first = turns("from", "value", "system", "From the turn.", "human", "Time?", *TOOL_CALL, "gpt", "Noon.")
     rows = [
+        {"conversations": first, "system": "From the column.", "tools": '[{"name": "now"}]'},
         {
-            "conversations": [
-                {"from": "system", "value": "From the turn."},
-                {"from": "human", "value": "Weather?"},
-                {"from": "function_call", "value": '{"name": "weather"}'},
-                {"from": "observation", "value": '{"temp": 20}'},
-                {"from": "gpt", "value": "20 degrees."},
-            ],
-            "system": "From the column.",
-            "tools": '[{"name": "weather"}]',
-        },
-        {
-            "conversations": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+            "conversations": turns("role", "content", "user", "Hi", "assistant", "Hello"),
             "tools": [{"name": "x"}],
         },
         {
-            "conversations": [{"from": "Human", "value": "Hey"}, {"from": "GPT", "value": "Yo"}],
+            "conversations": turns("from", "value", "Human", "Hey", "GPT", "Yo"),
             "system": "S",
             "kto_tag": True,
         },
     ]
     records = one(write_json(tmp_path / "s.json", rows))
     assert records[0]["system"] == "From the turn."  # a leading system turn wins, as in LLaMA-Factory
-    assert [m["role"] for m in records[0]["messages"]] == [
-        "user",
-        "function_call",
-        "observation",
-        "assistant",
-    ]
-    assert records[0]["tools"] == '[{"name": "weather"}]'
-    assert records[1]["tools"] == '[{"name": "x"}]'
+    roles = [m["role"] for m in records[0]["messages"]]
+    assert roles == ["user", "function_call", "observation", "assistant"]
+    assert records[0]["tools"] == '[{"name": "now"}]'
+    assert records[1]["tools"] == '[{"name": "x"}]'  # a parsed tools list goes back to a JSON string
     assert records[2]["system"] == "S" and records[2]["messages"][1] == {"role": "assistant", "content": "Yo"}
 
 
 def test_openai_messages_system_and_tool_role(tmp_path):
-    rows = [
-        {
-            "messages": [
-                {"role": "system", "content": "You are a shell."},
-                {"role": "user", "content": "Time?"},
-                {"role": "function_call", "content": '{"name": "now"}'},
-                {"role": "tool", "content": "12:00"},
-                {"role": "assistant", "content": "Noon."},
-            ],
-            "label": False,
-        }
-    ]
-    result = prepare([str(write_jsonl(tmp_path / "m.jsonl", rows))])
+    tool_call = [TOOL_CALL[0], TOOL_CALL[1], "tool", TOOL_CALL[3]]
+    messages = turns(
+        "role", "content", "system", "You are a shell.", "user", "Time?", *tool_call, "assistant", "Noon."
+    )
+    path = write_jsonl(tmp_path / "m.jsonl", [{"messages": messages, "label": False}])
+    result = prepare([str(path)])
     (record,) = [r for s in result.splits.values() for r in s]
     assert record["system"] == "You are a shell."
     assert [m["role"] for m in record["messages"]] == ["user", "function_call", "observation", "assistant"]
-    assert result.stats["files"][str(tmp_path / "m.jsonl")]["ignored_columns"] == ["label"]
+    assert result.stats["files"][str(path)]["ignored_columns"] == ["label"]
 
 
 # --- formats: the same content gives the same records whatever the file format ----------------
@@ -175,20 +151,17 @@ def test_all_formats_agree(tmp_path):
 
 
 def test_csv_and_parquet_carry_turns_as_json(tmp_path):
-    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    csv = tmp_path / "t.csv"
-    pd.DataFrame({"messages": [json.dumps(turns)], "system": ["Sys"]}).to_csv(csv, index=False)
-    hist = tmp_path / "h.csv"
-    pd.DataFrame({"instruction": ["Q2"], "output": ["A2"], "history": [json.dumps([["Q1", "A1"]])]}).to_csv(
-        hist, index=False
+    pair = turns("role", "content", "user", "Hi", "assistant", "Hello")
+    csv, hist, parquet = tmp_path / "t.csv", tmp_path / "h.csv", tmp_path / "t.parquet"
+    pd.DataFrame({"messages": [json.dumps(pair)], "system": ["Sys"]}).to_csv(csv, index=False)
+    history = json.dumps([["Q1", "A1"]])
+    pd.DataFrame({"instruction": ["Q2"], "output": ["A2"], "history": [history]}).to_csv(hist, index=False)
+    pd.DataFrame({"conversations": [turns("from", "value", "human", "Hi", "gpt", "Hello")]}).to_parquet(
+        parquet
     )
-    parquet = tmp_path / "t.parquet"
-    pd.DataFrame(
-        {"conversations": [[{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]]}
-    ).to_parquet(parquet)
-    assert one(csv)[0]["messages"] == turns and one(csv)[0]["system"] == "Sys"
+    assert one(csv)[0]["messages"] == pair and one(csv)[0]["system"] == "Sys"
     assert [m["content"] for m in one(hist)[0]["messages"]] == ["Q1", "A1", "Q2", "A2"]
-    assert one(parquet)[0]["messages"] == turns
+    assert one(parquet)[0]["messages"] == pair
     assert one(parquet)[0]["source"] == f"{parquet}:row 1"
 
 
@@ -212,11 +185,8 @@ def test_demo_files(name, read, kept, rejects):
         pytest.skip(f"{path} not present")
     result = prepare([str(path)])
     check_reconciles(result)
-    assert (result.stats["read"], result.stats["kept"], result.stats["rejected_by_reason"]) == (
-        read,
-        kept,
-        rejects,
-    )
+    s = result.stats
+    assert (s["read"], s["kept"], s["rejected_by_reason"]) == (read, kept, rejects)
     for split in result.splits.values():
         for record in split:
             check_record_shape(record)
@@ -230,15 +200,10 @@ def test_demo_records_pass_llamafactory_converter():
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments
 
-    attr = DatasetAttr(
-        "file", "conch", formatting="sharegpt", system="system", tools="tools", messages="messages"
-    )
-    attr.role_tag, attr.content_tag, attr.user_tag, attr.assistant_tag = (
-        "role",
-        "content",
-        "user",
-        "assistant",
-    )
+    # As conch.registry registers the splits: sharegpt formatting with role/content tags.
+    columns = {"system": "system", "tools": "tools", "messages": "messages"}
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    attr = DatasetAttr("file", "conch", formatting="sharegpt", **columns, **tags)
     convert = converter.SharegptDatasetConverter(attr, DataArguments())
     for record in prepare([str(path)]).splits["train"]:
         out = convert(record)
@@ -298,33 +263,6 @@ def test_zero_fractions_put_everything_in_train(tmp_path):
     assert result.stats["splits"] == {"train": 40, "val": 0, "test": 0}
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "fragment"),
-    [
-        ({"seed": "42"}, "seed must be an integer"),
-        ({"val_fraction": 1.5}, "val_fraction must be a number in [0, 1)"),
-        ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be below 1"),
-        ({"max_chars": 0}, "max_chars must be a positive integer"),
-        ({"dedup": "yes"}, "dedup must be true or false"),
-    ],
-)
-def test_bad_parameters(tmp_path, kwargs, fragment):
-    with pytest.raises(ConfigError) as err:
-        prepare([str(write_jsonl(tmp_path / "d.jsonl", _numbered(3)))], **kwargs)
-    assert fragment in str(err.value)
-
-
-def test_bad_path_lists(tmp_path):
-    path = str(write_jsonl(tmp_path / "d.jsonl", _numbered(3)))
-    for paths, fragment in (
-        ([], "no raw data files"),
-        ([path, path], "more than once"),
-        (path, "single path"),
-    ):
-        with pytest.raises(ConfigError, match=fragment):
-            prepare(paths)
-
-
 # --- outputs ------------------------------------------------------------------------------------
 
 
@@ -333,13 +271,7 @@ def test_write_outputs_parse_and_match(tmp_path):
     result = prepare([str(src)], val_fraction=0.3, test_fraction=0.3)
     out = tmp_path / "out" / "nested"
     paths = result.write(out)
-    assert sorted(p.name for p in out.iterdir()) == [
-        "rejects.jsonl",
-        "stats.json",
-        "test.jsonl",
-        "train.jsonl",
-        "val.jsonl",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())
     for name in ("train", "val", "test"):
         rows = [json.loads(line) for line in paths[name].read_text(encoding="utf-8").splitlines()]
         assert rows == result.splits[name]
@@ -351,38 +283,3 @@ def test_write_outputs_parse_and_match(tmp_path):
     assert "神奇海螺" in "".join(p.read_text(encoding="utf-8") for p in paths.values())  # not \\u-escaped
     result.write(out)  # overwriting is fine and leaves no temp files behind
     assert len(list(out.iterdir())) == 5
-
-
-def _run_script(tmp_path, raw):
-    out = tmp_path / "results"
-    names = {
-        "train": "train.jsonl",
-        "val": "val.jsonl",
-        "test": "test.jsonl",
-        "rejects": "rejects.jsonl",
-        "stats": "stats.json",
-    }
-    snakemake = SimpleNamespace(
-        input=SimpleNamespace(raw=raw),
-        params=SimpleNamespace(seed=42, val_fraction=0.1, test_fraction=0.1, max_chars=8000, dedup=True),
-        output=SimpleNamespace(**{k: str(out / v) for k, v in names.items()}),
-        log=[str(tmp_path / "prepare.log")],
-    )
-    runpy.run_path(str(SCRIPT), init_globals={"snakemake": snakemake})
-    return out, (tmp_path / "prepare.log").read_text(encoding="utf-8")
-
-
-def test_script_writes_outputs_and_logs_summary(tmp_path):
-    raw = str(write_json(tmp_path / "a.json", ALPACA))
-    out, log = _run_script(tmp_path, raw)  # one named input file arrives as a str
-    assert log.startswith("prepare_dataset: read 3, kept 3") and log.count("\n") == 1
-    assert json.loads((out / "stats.json").read_text())["kept"] == 3
-
-
-def test_script_reports_user_errors_without_traceback(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        _run_script(tmp_path, [str(tmp_path / "missing.json")])
-    assert exit_info.value.code == 1
-    log = (tmp_path / "prepare.log").read_text()
-    assert "missing.json: file not found" in log and "Traceback" not in log
-    assert "file not found" in capsys.readouterr().err
