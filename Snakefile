@@ -15,6 +15,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+envvars:
+    "PYTHONPATH",
+
+
 configfile: "config/config.yaml"
 
 
@@ -27,6 +31,6 @@ include: "rules/serve.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import jsonschema
 
 from conch.errors import ConfigError
-from conch.lf import RESERVED_TRAIN_KEYS, known_templates
+from conch.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
 
 
 def _key(path) -> str:
@@ -41,6 +41,23 @@ def _schema_errors(config: dict, schema: dict) -> Iterator[str]:
         yield f"config key {_key(error.absolute_path)}: {error.message}"
 
 
+def _unknown_train_keys(config: dict) -> list[str]:
+    """`train` passes through to LLaMA-Factory, so its keys are checked against LLaMA-Factory's arguments."""
+    known = known_train_keys()
+    if known is None:
+        return []
+    blocks = [("train", config.get("train"))]
+    blocks += [(f"experiments.{n}", o) for n, o in (config.get("experiments") or {}).items()]
+    found = []
+    for where, block in blocks:
+        for key in block if isinstance(block, dict) else ():
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                found.append(f"config key {where}.{key}: not a LLaMA-Factory training argument{hint}")
+    return found
+
+
 def problems(config: dict, schema: dict) -> list[str]:
     found = [*_unknown_keys(config, schema), *_schema_errors(config, schema)]
     for key in sorted(RESERVED_TRAIN_KEYS & set(config.get("train") or {})):
@@ -55,6 +72,7 @@ def problems(config: dict, schema: dict) -> list[str]:
         for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
             if set(error.absolute_path) & set(overrides):
                 found.append(f"config key experiments.{name}.{_key(error.absolute_path)}: {error.message}")
+    found += _unknown_train_keys(config)
     templates = known_templates()
     template = config.get("template")
     if templates is not None and isinstance(template, str) and template not in templates:

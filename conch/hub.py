@@ -57,7 +57,9 @@ def fetch(repo_id: str, revision: str = "main") -> dict:
 def local(path: str) -> dict:
     model_dir = Path(path)
     if not (model_dir / "config.json").is_file():
-        raise ConfigError(f"base_model.path {path!r}: no config.json there; point it at a Hugging Face model directory")
+        raise ConfigError(
+            f"base_model.path {path!r}: no config.json there; point it at a Hugging Face model directory"
+        )
     return {"source": "local", "path": str(model_dir.resolve())}
 
 

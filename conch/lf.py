@@ -6,6 +6,8 @@ and the YAML is kept beside its output so a run can be repeated by hand with `ll
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib.util
 import os
 import re
@@ -18,24 +20,71 @@ import yaml
 
 # Keys the workflow derives from the DAG; letting config set them would break the wiring between rules.
 RESERVED_TRAIN_KEYS = frozenset(
-    {"model_name_or_path", "adapter_name_or_path", "dataset", "eval_dataset", "dataset_dir", "template",
-     "output_dir", "stage", "do_train", "export_dir"}
+    {
+        "model_name_or_path",
+        "adapter_name_or_path",
+        "dataset",
+        "eval_dataset",
+        "dataset_dir",
+        "template",
+        "output_dir",
+        "stage",
+        "do_train",
+        "export_dir",
+    }
 )
 
 
-def known_templates() -> set[str] | None:
-    """Template names registered in the installed LLaMA-Factory, read from its source (no heavy import).
-
-    None when LLaMA-Factory is not importable here (e.g. snakemake runs outside the training env)."""
-    spec = importlib.util.find_spec("llamafactory")
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None
-    source = Path(next(iter(spec.submodule_search_locations))) / "data" / "template.py"
-    return set(re.findall(r'register_template\(\s*name="([^"]+)"', source.read_text(encoding="utf-8")))
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
-def train_args(train: dict, *, base_model: str, dataset: str, dataset_dir: str, template: str,
-               output_dir: str) -> dict:
+# Config is checked at DAG-parse time, on every snakemake call: read LLaMA-Factory's source instead of
+# importing it (which would pull in torch and transformers, seconds each time). None when it is not
+# installed where snakemake runs (e.g. it lives only in the conda env of the training rules).
+
+
+@functools.cache
+def known_templates() -> frozenset[str] | None:
+    """Template names registered in the installed LLaMA-Factory."""
+    root = _package_dir("llamafactory")
+    if root is None:
+        return None
+    source = (root / "data" / "template.py").read_text(encoding="utf-8")
+    return frozenset(re.findall(r'register_template\(\s*name="([^"]+)"', source))
+
+
+def _dataclass_fields(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.target.id
+        for cls in ast.walk(tree)
+        if isinstance(cls, ast.ClassDef)
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+
+
+@functools.cache
+def known_train_keys() -> frozenset[str] | None:
+    """Every argument `llamafactory-cli train` accepts: its own hparams plus transformers' TrainingArguments."""
+    lf_root, hf_root = _package_dir("llamafactory"), _package_dir("transformers")
+    if lf_root is None or hf_root is None:
+        return None
+    files = [
+        *(lf_root / "hparams").glob("*.py"),
+        hf_root / "training_args.py",
+        hf_root / "training_args_seq2seq.py",
+    ]
+    return frozenset().union(*(_dataclass_fields(f) for f in files if f.exists()))
+
+
+def train_args(
+    train: dict, *, base_model: str, dataset: str, dataset_dir: str, template: str, output_dir: str
+) -> dict:
     """The full `llamafactory-cli train` argument set for one SFT experiment."""
     args = {
         "stage": "sft",
@@ -96,9 +145,11 @@ def run(command: str, yaml_path: str | Path, log_path: str | Path, env: dict | N
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ llamafactory-cli {command} {yaml_path}\n")
         log.flush()
-        proc = subprocess.run([*cli(), command, str(yaml_path)], stdout=log, stderr=subprocess.STDOUT,
-                              env=full_env, check=False)
+        proc = subprocess.run(
+            [*cli(), command, str(yaml_path)], stdout=log, stderr=subprocess.STDOUT, env=full_env, check=False
+        )
     if proc.returncode != 0:
         tail = Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-        raise RuntimeError(f"llamafactory-cli {command} failed (exit {proc.returncode}); log {log_path}:\n"
-                           + "\n".join(tail))
+        raise RuntimeError(
+            f"llamafactory-cli {command} failed (exit {proc.returncode}); log {log_path}:\n" + "\n".join(tail)
+        )

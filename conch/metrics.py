@@ -55,7 +55,9 @@ def mentions(text: str, names: list[str]) -> bool:
 def persona_scores(predictions: list[str], references: list[str], names: list[str]) -> dict:
     """Share of answers naming the persona where the reference does (recall), and where it does not (false use)."""
     named = [mentions(p, names) for p, r in zip(predictions, references, strict=True) if mentions(r, names)]
-    unnamed = [mentions(p, names) for p, r in zip(predictions, references, strict=True) if not mentions(r, names)]
+    unnamed = [
+        mentions(p, names) for p, r in zip(predictions, references, strict=True) if not mentions(r, names)
+    ]
     return {
         "persona_name_recall": 100 * mean(named) if named else None,
         "persona_name_false_use": 100 * mean(unnamed) if unnamed else None,

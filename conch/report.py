@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 
 import matplotlib
@@ -26,8 +25,9 @@ def comparison_chart(metrics: dict, out: str | Path) -> None:
     ax.set_ylabel("score (%)")
     ax.set_title("held-out test split")
     ax.legend()
-    ax_ppl.bar(["base", "tuned"], [metrics["base"]["perplexity"], metrics["tuned"]["perplexity"]],
-               color=["C0", "C1"])
+    ax_ppl.bar(
+        ["base", "tuned"], [metrics["base"]["perplexity"], metrics["tuned"]["perplexity"]], color=["C0", "C1"]
+    )
     ax_ppl.set_yscale("log")
     ax_ppl.set_title("perplexity (lower is better)")
     fig.tight_layout()
@@ -51,7 +51,8 @@ def html_report(title: str, metrics: dict, samples: list[dict], images: list[str
         for k in keys
     )
     sample_rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(s[c]))}</td>" for c in ("prompt", "reference", "base", "tuned"))
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(s[c]))}</td>" for c in ("prompt", "reference", "base", "tuned"))
         + "</tr>"
         for s in samples
     )
@@ -61,11 +62,11 @@ def html_report(title: str, metrics: dict, samples: list[dict], images: list[str
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}
 th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{metrics['n_test']} held-out test records; greedy decoding, at most {metrics['max_new_tokens']} new tokens.</p>
+<p>{metrics["n_test"]} held-out test records; greedy decoding, at most {metrics["max_new_tokens"]} new tokens.</p>
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>base</th><th>tuned</th></tr>{rows}</table>
 <h2>Charts</h2>
-{''.join(_img(p) for p in images)}
+{"".join(_img(p) for p in images)}
 <h2>Sample generations</h2>
 <table><tr><th>prompt</th><th>reference</th><th>base</th><th>tuned</th></tr>{sample_rows}</table>
 </body></html>

@@ -85,7 +85,13 @@ def build_model(tokenizer, arch: dict, seed: int):
 
 
 def build_scratch_model(
-    records: list[dict], out_dir: str | Path, *, arch: dict, vocab_size: int, seed: int, template: str,
+    records: list[dict],
+    out_dir: str | Path,
+    *,
+    arch: dict,
+    vocab_size: int,
+    seed: int,
+    template: str,
     default_system: str | None = None,
 ) -> dict:
     """Write a complete model directory to `out_dir`; return a summary for the manifest."""

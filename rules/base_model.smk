@@ -19,10 +19,6 @@ if config["base_model"]["source"] == "scratch":
         output:
             model=directory("results/base_model/scratch"),
             manifest=BASE_MANIFEST,
-        params:
-            arch=config["base_model"]["scratch"],
-            template=config["template"],
-            default_system=config["train"].get("default_system"),
         log:
             "logs/base_model/build_scratch_model.log",
         benchmark:
@@ -33,6 +29,10 @@ if config["base_model"]["source"] == "scratch":
         resources:
             mem_mb=2000,
             runtime=10,
+        params:
+            arch=config["base_model"]["scratch"],
+            template=config["template"],
+            default_system=config["train"].get("default_system"),
         script:
             "../workflow_scripts/build_scratch_model.py"
 
@@ -43,9 +43,6 @@ elif config["base_model"]["source"] == "hf":
             code=conch_code("hub"),
         output:
             manifest=BASE_MANIFEST,
-        params:
-            repo_id=config["base_model"]["repo_id"],
-            revision=config["base_model"]["revision"],
         log:
             "logs/base_model/fetch_hf_model.log",
         benchmark:
@@ -56,6 +53,9 @@ elif config["base_model"]["source"] == "hf":
         resources:
             mem_mb=2000,
             runtime=120,
+        params:
+            repo_id=config["base_model"]["repo_id"],
+            revision=config["base_model"]["revision"],
         script:
             "../workflow_scripts/fetch_hf_model.py"
 
@@ -67,13 +67,13 @@ else:
             code=conch_code("hub"),
         output:
             manifest=BASE_MANIFEST,
-        params:
-            path=config["base_model"].get("path"),
         log:
             "logs/base_model/use_local_model.log",
+        localrule: True
         conda:
             "../envs/train.yaml"
         threads: 1
-        localrule: True
+        params:
+            path=config["base_model"].get("path"),
         script:
             "../workflow_scripts/use_local_model.py"

@@ -21,6 +21,7 @@ DATASET = config["dataset"]
 EXPERIMENTS = list(config["experiments"])
 GPUS = config["compute"]["gpus"]
 
+
 wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
 
@@ -34,19 +35,26 @@ def conch_code(*modules):
         if os.path.isdir(package):
             files += sorted(glob.glob(os.path.join(package, "*.py")))
         else:
-            files.append(package + ".py")
+            files.append(f"{package}.py")
     return files
 
 
 # ---- experiments ---------------------------------------------------------------------------------------
 def train_config(experiment):
-    """LLaMA-Factory training keys for one experiment: the defaults under `train`, then its overrides."""
-    return {**config["train"], **(config["experiments"][experiment] or {})}
+    """LLaMA-Factory training keys for one experiment: the defaults under `train`, then its overrides.
+
+    A key set to null is dropped, so a config layered over another can remove a default.
+    """
+    merged = {**config["train"], **(config["experiments"][experiment] or {})}
+    return {key: value for key, value in merged.items() if value is not None}
 
 
 # ---- resources: portable tags only; site settings live in profiles -------------------------------------
 def gpu_resources(mem_mb=None):
-    res = {"mem_mb": mem_mb or config["compute"]["mem_mb"], "runtime": config["compute"]["runtime"]}
+    res = {
+        "mem_mb": mem_mb or config["compute"]["mem_mb"],
+        "runtime": config["compute"]["runtime"],
+    }
     if GPUS:
         res["gpu"] = GPUS
     return res

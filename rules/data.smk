@@ -8,12 +8,6 @@ rule prepare_dataset:
         test=f"results/data/{DATASET}/test.jsonl",
         rejects=f"results/data/{DATASET}/rejects.jsonl",
         stats=f"results/data/{DATASET}/stats.json",
-    params:
-        seed=config["data"]["seed"],
-        val_fraction=config["data"]["val_fraction"],
-        test_fraction=config["data"]["test_fraction"],
-        max_chars=config["data"]["max_chars"],
-        dedup=config["data"]["dedup"],
     log:
         f"logs/prepare_dataset/{DATASET}.log",
     benchmark:
@@ -24,6 +18,12 @@ rule prepare_dataset:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        seed=config["data"]["seed"],
+        val_fraction=config["data"]["val_fraction"],
+        test_fraction=config["data"]["test_fraction"],
+        max_chars=config["data"]["max_chars"],
+        dedup=config["data"]["dedup"],
     script:
         "../workflow_scripts/prepare_dataset.py"
 
@@ -34,15 +34,15 @@ rule register_dataset:
         code=conch_code("registry"),
     output:
         f"results/data/{DATASET}/dataset_info.json",
-    params:
-        dataset=DATASET,
     log:
         f"logs/register_dataset/{DATASET}.log",
     benchmark:
         f"benchmarks/register_dataset/{DATASET}.tsv"
+    localrule: True
     conda:
         "../envs/data.yaml"
     threads: 1
-    localrule: True
+    params:
+        dataset=DATASET,
     script:
         "../workflow_scripts/register_dataset.py"

@@ -10,11 +10,6 @@ rule evaluate:
         samples="results/eval/{experiment}/samples.tsv",
         chart="results/eval/{experiment}/base_vs_tuned.png",
         report="results/eval/{experiment}/report.html",
-    params:
-        max_new_tokens=config["eval"]["max_new_tokens"],
-        batch_size=config["eval"]["batch_size"],
-        persona_names=config["eval"]["persona_names"],
-        max_samples=config["eval"].get("max_samples"),
     log:
         "logs/evaluate/{experiment}.log",
     benchmark:
@@ -24,5 +19,10 @@ rule evaluate:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(),
+    params:
+        max_new_tokens=config["eval"]["max_new_tokens"],
+        batch_size=config["eval"]["batch_size"],
+        persona_names=config["eval"]["persona_names"],
+        max_samples=config["eval"].get("max_samples"),
     script:
         "../workflow_scripts/evaluate.py"

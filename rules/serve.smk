@@ -6,12 +6,6 @@ rule serve:
     output:
         manifest="results/serve/{experiment}/manifest.json",
         smoke="results/serve/{experiment}/smoke_test.json",
-    params:
-        host=config["serve"]["host"],
-        port=config["serve"]["port"],
-        max_new_tokens=config["serve"]["max_new_tokens"],
-        template=config["template"],
-        prompt=config["merge"]["check_prompts"][0],
     log:
         "logs/serve/{experiment}.log",
     benchmark:
@@ -21,5 +15,11 @@ rule serve:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(),
+    params:
+        host=config["serve"]["host"],
+        port=config["serve"]["port"],
+        max_new_tokens=config["serve"]["max_new_tokens"],
+        template=config["template"],
+        prompt=config["merge"]["check_prompts"][0],
     script:
         "../workflow_scripts/serve.py"

@@ -11,10 +11,6 @@ rule train_adapter:
         train_yaml="results/adapters/{experiment}/train_config.yaml",
         trainer_log="results/adapters/{experiment}/trainer_log.jsonl",
         loss_plot="results/adapters/{experiment}/training_loss.png",
-    params:
-        train=lambda wc: train_config(wc.experiment),
-        dataset=DATASET,
-        template=config["template"],
     log:
         "logs/train_adapter/{experiment}.log",
     benchmark:
@@ -24,6 +20,10 @@ rule train_adapter:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(),
+    params:
+        train=lambda wc: train_config(wc.experiment),
+        dataset=DATASET,
+        template=config["template"],
     script:
         "../workflow_scripts/train_adapter.py"
 
@@ -37,11 +37,6 @@ rule merge_adapter:
         model=directory("results/merged/{experiment}/model"),
         export_yaml="results/merged/{experiment}/export_config.yaml",
         check="results/merged/{experiment}/merge_check.json",
-    params:
-        train=lambda wc: train_config(wc.experiment),
-        template=config["template"],
-        prompts=config["merge"]["check_prompts"],
-        atol=config["merge"]["atol"],
     log:
         "logs/merge_adapter/{experiment}.log",
     benchmark:
@@ -51,5 +46,10 @@ rule merge_adapter:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(),
+    params:
+        train=lambda wc: train_config(wc.experiment),
+        template=config["template"],
+        prompts=config["merge"]["check_prompts"],
+        atol=config["merge"]["atol"],
     script:
         "../workflow_scripts/merge_adapter.py"

@@ -23,8 +23,21 @@ with running_server(command, f"http://127.0.0.1:{port}", snakemake.log[0]):
     record = smoke_test(f"http://127.0.0.1:{port}", name, p.prompt, expected, tokens)
 Path(snakemake.output.smoke).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
-launch = ["python", "-m", "conch.server", "--model", model_dir, "--name", name, "--host", p.host,
-          "--port", str(p.port), "--max-new-tokens", str(p.max_new_tokens)]
+launch = [
+    "python",
+    "-m",
+    "conch.server",
+    "--model",
+    model_dir,
+    "--name",
+    name,
+    "--host",
+    p.host,
+    "--port",
+    str(p.port),
+    "--max-new-tokens",
+    str(p.max_new_tokens),
+]
 manifest = {
     "model": name,
     "model_path": model_dir,

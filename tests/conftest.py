@@ -1,0 +1,98 @@
+"""Shared fixtures: a tiny workflow run in a temp dir, reused by every test that needs its outputs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO.parent / "shared" / "datasets" / "llamafactory-demo"
+
+
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
+
+
+def tiny_config() -> dict:
+    """The default config shrunk until the whole DAG takes about a minute on 2 cores."""
+    cfg = copy.deepcopy(default_config())
+    cfg["base_model"]["scratch"].update(vocab_size=600, hidden_size=64, intermediate_size=128)
+    cfg["train"].update(num_train_epochs=6, save_steps=30, logging_steps=2)
+    cfg["eval"].update(max_samples=8, max_new_tokens=16)
+    return cfg
+
+
+def make_workdir(path: Path, cfg: dict) -> Path:
+    """A deployed-workflow layout: config/config.yaml and the raw data the config names."""
+    (path / "config").mkdir(parents=True, exist_ok=True)
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    for raw in cfg["data"]["raw"]:
+        src = REPO / raw
+        if src.exists():
+            (path / raw).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, path / raw)
+    return path
+
+
+def snakemake(
+    workdir: Path, *args: str, env: dict | None = None, check: bool = True, timeout: int = 1200
+) -> subprocess.CompletedProcess:
+    """Run the real workflow (this repo's Snakefile) in `workdir` with the current interpreter's snakemake."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
+    full_env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(env or {}),
+    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """{rule: count} of what a dry run would execute."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    jobs = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished run of the whole DAG on the tiny config; treat as read-only (copy it to change things)."""
+    workdir = make_workdir(tmp_path_factory.mktemp("tiny_run"), tiny_config())
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the finished run, timestamps kept, for tests that change inputs or config."""
+    dest = tmp_path / "run"
+    shutil.copytree(tiny_run, dest, symlinks=True)
+    return dest

@@ -1,0 +1,87 @@
+"""Config validation: every bad value is refused before any job runs, with the key named."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from conftest import REPO, default_config, make_workdir, snakemake
+
+from conch.config import problems
+
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+
+
+def with_change(path: str, value):
+    cfg = copy.deepcopy(default_config())
+    *parents, last = path.split(".")
+    node = cfg
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return cfg
+
+
+def test_shipped_configs_are_valid():
+    assert problems(default_config(), SCHEMA) == []
+    real = yaml.safe_load((REPO / "config/deepseek-r1-distill-qwen-1.5b.yaml").read_text(encoding="utf-8"))
+    assert problems(real, SCHEMA) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("train.lora_rank", 0, "config key train.lora_rank: 0 is less than the minimum of 1"),
+        (
+            "train.learning_rate",
+            -1.0,
+            "config key train.learning_rate: -1.0 is less than or equal to the minimum",
+        ),
+        (
+            "train.num_train_epochs",
+            "three",
+            "config key train.num_train_epochs: 'three' is not of type 'number'",
+        ),
+        ("train.output_dir", "/tmp/x", "config key train.output_dir: set by the workflow"),
+        (
+            "data.val_fraction",
+            1.5,
+            "config key data.val_fraction: 1.5 is greater than or equal to the maximum",
+        ),
+        ("data.raw", [], "config key data.raw: [] should be non-empty"),
+        ("data.seeed", 1, "config key data.seeed: unknown key; did you mean 'seed'?"),
+        ("serve.port", 70000, "config key serve.port: 70000 is greater than the maximum of 65535"),
+        ("template", "qwen25", "config key template: 'qwen25' is not a LLaMA-Factory template; did you mean"),
+        ("base_model.source", "s3", "config key base_model.source: 's3' is not one of"),
+        ("dataset", "../evil", "config key dataset: '../evil' does not match"),
+        (
+            "experiments.fast",
+            {"lora_rank": 0},
+            "config key experiments.fast.lora_rank: 0 is less than the minimum",
+        ),
+    ],
+)
+def test_bad_values_name_the_key(path, value, expected):
+    found = problems(with_change(path, value), SCHEMA)
+    assert any(expected in p for p in found), found
+
+
+def test_hf_source_needs_a_repo_id():
+    cfg = with_change("base_model.source", "hf")
+    assert any("config key base_model: 'repo_id' is a required property" in p for p in problems(cfg, SCHEMA))
+
+
+def test_workflow_refuses_a_bad_config_before_any_job(tmp_path):
+    cfg = with_change("train.lora_rnk", 8)
+    cfg["eval"]["max_new_tokenz"] = 8
+    proc = snakemake(make_workdir(tmp_path, cfg), "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "2 problem(s) in config" in out
+    assert (
+        "config key train.lora_rnk: not a LLaMA-Factory training argument; did you mean 'lora_rank'?" in out
+    )
+    assert "config key eval.max_new_tokenz: unknown key; did you mean 'max_new_tokens'?" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "results").exists()
