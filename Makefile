@@ -12,11 +12,10 @@ EXPERIMENT ?= default
 venv: $(VENV)/.installed
 
 # The stamp is rebuilt when the lock changes, so a pull that bumps a pin reinstalls.
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 run: venv
@@ -40,7 +39,7 @@ format: venv
 
 # The DAG picture in the README (needs Graphviz's `dot`).
 dag: venv
-	snakemake --forceall --rulegraph | dot -Tsvg > docs/dag.svg
+	snakemake --forceall --dag | dot -Tsvg > docs/dag.svg
 
 # Start the server on the merged model of EXPERIMENT and keep it running (Ctrl-C stops it).
 serve: venv

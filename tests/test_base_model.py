@@ -136,3 +136,20 @@ def test_fetch_of_a_model_missing_from_the_cache_says_so(tmp_path):
     assert proc.returncode != 0
     log = (work / "logs/base_model/fetch_hf_model.log").read_text()
     assert "'nobody/not-cached'" in log and "not in the local cache" in log
+
+
+def test_default_config_plans_the_whole_dag(tmp_path):
+    from conftest import default_config
+
+    jobs = planned_jobs(make_workdir(tmp_path, default_config()))
+    spine = (
+        "prepare_dataset",
+        "register_dataset",
+        "build_scratch_model",
+        "train_adapter",
+        "merge_adapter",
+        "evaluate",
+        "serve",
+        "all",
+    )
+    assert {rule: jobs.get(rule) for rule in spine} == dict.fromkeys(spine, 1), jobs
