@@ -67,4 +67,4 @@ def final_outputs():
             "results/serve/{experiment}/smoke_test.json",
         ],
         experiment=EXPERIMENTS,
-    )
+    ) + rag_outputs()  # rules/rag.smk

@@ -1,0 +1,113 @@
+"""The index folder: everything a server needs to answer from the knowledge base, and nothing it must fetch.
+
+vectors.faiss      FAISS inner-product index over unit vectors (cosine); row i is chunks.jsonl line i
+bm25_*.npz/.npy/.json   keyword index (conch.rag.keyword)
+chunks.jsonl       the chunk store: text and source metadata
+meta.json          embedding model, tokenizer and context size of the served model, retrieval settings,
+                   and build counts (chunks embedded now vs taken from the cache)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conch.rag.chunk import context_text
+from conch.rag.embed import Embedder, EmbeddingCache, embed_chunks
+from conch.rag.keyword import BM25
+
+RETRIEVAL_DEFAULTS = {
+    "fusion": "weighted",  # or "rrf"
+    "vector_weight": 0.5,
+    "rrf_k": 60,
+    "similarity_threshold": 0.35,
+    "top_k": 4,
+    "candidates": 50,
+    "reranker": None,
+}
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_jsonl(path: str | Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def build_faiss(vectors: np.ndarray):
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def build_index(
+    chunks: list[dict],
+    out_dir: str | Path,
+    *,
+    embedder: Embedder,
+    cache: EmbeddingCache | None,
+    tokenizer_path: str | None = None,
+    max_context_tokens: int | None = None,
+    retrieval: dict | None = None,
+) -> dict:
+    """Write the index folder; return its meta (also in meta.json)."""
+    import faiss
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = [context_text(c) for c in chunks]
+    started = time.perf_counter()
+    vectors, counts = embed_chunks(embedder, cache, [c["chunk_id"] for c in chunks], texts)
+    embedded_s = time.perf_counter() - started
+    faiss.write_index(build_faiss(vectors), str(out / "vectors.faiss"))
+    BM25.build(texts).save(out)
+    write_jsonl(out / "chunks.jsonl", chunks)
+    meta = {
+        "n_chunks": len(chunks),
+        "n_docs": len({c["doc_id"] for c in chunks}),
+        "embedding_model": embedder.name,
+        "dim": embedder.dim,
+        "tokenizer": tokenizer_path,
+        "max_context_tokens": max_context_tokens,
+        "retrieval": {**RETRIEVAL_DEFAULTS, **(retrieval or {})},
+        "build": {
+            **counts,
+            "embed_seconds": round(embedded_s, 3),
+            "index_seconds": round(time.perf_counter() - started - embedded_s, 3),
+        },
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return meta
+
+
+class Index:
+    """A loaded index folder."""
+
+    def __init__(self, directory: str | Path):
+        import faiss
+
+        self.directory = Path(directory)
+        if not (self.directory / "meta.json").exists():
+            raise FileNotFoundError(
+                f"{self.directory} is not a conch RAG index (no meta.json); "
+                "build one with `snakemake results/rag/index`"
+            )
+        self.meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
+        self.chunks = read_jsonl(self.directory / "chunks.jsonl")
+        self.vectors = faiss.read_index(str(self.directory / "vectors.faiss"))
+        self.bm25 = BM25.load(self.directory)
+        if not (self.vectors.ntotal == self.bm25.n_docs == len(self.chunks)):
+            raise ValueError(
+                f"{self.directory}: FAISS ({self.vectors.ntotal}), BM25 ({self.bm25.n_docs}) and "
+                f"chunk store ({len(self.chunks)}) disagree; rebuild the index"
+            )
