@@ -49,15 +49,32 @@ def train_config(experiment):
     return {key: value for key, value in merged.items() if value is not None}
 
 
-# ---- resources: portable tags only; site settings live in profiles -------------------------------------
-def gpu_resources(mem_mb=None):
-    res = {
-        "mem_mb": mem_mb or config["compute"]["mem_mb"],
-        "runtime": config["compute"]["runtime"],
-    }
-    if GPUS:
-        res["gpu"] = GPUS
+# ---- resources: portable tags only; site settings live in profiles (docs/cluster.md) -------------------
+from conch import launch, preflight
+
+
+def gpu_resources(mem_mb=None, multinode=False):
+    """gpu, gpu_model, cpus_per_gpu, mem_mb, runtime (x attempt) from config `compute`."""
+    res = launch.resource_tags(config["compute"], multinode=multinode)
+    if mem_mb:
+        res["mem_mb"] = mem_mb
     return res
+
+
+# A profile that cannot serve config (GPU cap, resource typos; partitions and accounts once the executor
+# is known) fails here, before any job is submitted.
+if workflow.is_main_process:
+    try:
+        preflight.check_parse(workflow, GPUS)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
+
+
+onstart:
+    try:
+        preflight.check_run(workflow)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def final_outputs():

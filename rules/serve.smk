@@ -2,7 +2,7 @@ rule serve:
     input:
         model=rules.merge_adapter.output.model,
         check=rules.merge_adapter.output.check,
-        code=conch_code("server", "modeling"),
+        code=conch_code("server", "modeling", "gpus"),
     output:
         manifest="results/serve/{experiment}/manifest.json",
         smoke="results/serve/{experiment}/smoke_test.json",

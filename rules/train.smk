@@ -4,7 +4,7 @@ rule train_adapter:
         train=rules.prepare_dataset.output.train,
         val=rules.prepare_dataset.output.val,
         base=BASE_MANIFEST,
-        code=conch_code("lf", "modeling"),
+        code=conch_code("lf", "modeling", "gpus", "launch"),
     output:
         adapter="results/adapters/{experiment}/adapter_model.safetensors",
         adapter_config="results/adapters/{experiment}/adapter_config.json",
@@ -19,7 +19,7 @@ rule train_adapter:
         "../envs/train.yaml"
     threads: config["compute"]["threads"]
     resources:
-        **gpu_resources(),
+        **gpu_resources(multinode=True),
     params:
         train=lambda wc: train_config(wc.experiment),
         dataset=DATASET,

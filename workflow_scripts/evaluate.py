@@ -5,10 +5,12 @@ import json
 import math
 from pathlib import Path
 
+from conch import gpus
 from conch import metrics as M
 from conch.modeling import answer_loss, base_model_path, generate, load, prompt_messages, render
 from conch.report import comparison_chart, html_report
 
+gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
 records = [json.loads(line) for line in Path(snakemake.input.test).read_text(encoding="utf-8").splitlines()]
 records = records[: p.max_samples] if p.max_samples else records

@@ -5,9 +5,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from conch import gpus
 from conch.modeling import generate, load, render
 from conch.server.smoke import free_port, launch_command, running_server, smoke_test
 
+gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p, name = snakemake.params, snakemake.wildcards.experiment
 model_dir = snakemake.input.model
 tokens = min(32, p.max_new_tokens)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from conch import lf
+from conch import gpus, launch, lf
 from conch.modeling import base_model_path
 
+gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 out_dir = Path(snakemake.output.adapter).parent
 args = lf.train_args(
-    snakemake.params.train,
+    launch.resolve_deepspeed(snakemake.params.train, Path(snakemake.scriptdir).parent),
     base_model=base_model_path(snakemake.input.base),
     dataset=snakemake.params.dataset,
     dataset_dir=str(Path(snakemake.input.dataset_info).parent),
@@ -37,4 +38,6 @@ stamp.write_text(run_id + "\n")
 
 lf.write_yaml(args, snakemake.output.train_yaml)
 open(snakemake.log[0], "w").close()
-lf.run("train", snakemake.output.train_yaml, snakemake.log[0])
+launch.run_train(
+    snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
+)
