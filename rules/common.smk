@@ -52,6 +52,11 @@ def train_config(experiment):
 # ---- resources: portable tags only; site settings live in profiles (docs/cluster.md) -------------------
 from conch import launch, preflight
 
+# Software: each rule's conda env (`--sdm conda`), or this one image for every rule (`--sdm apptainer`).
+
+
+container: config["compute"]["container"]
+
 
 def gpu_resources(mem_mb=None, multinode=False):
     """gpu, gpu_model, cpus_per_gpu, mem_mb, runtime (x attempt) from config `compute`."""

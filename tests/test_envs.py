@@ -93,3 +93,29 @@ def test_env_has_every_module_its_rule_imports(rule, env, script):
         if not owners & set(pins):
             missing.append(f"{module} (from {'/'.join(sorted(owners))})")
     assert not missing, f"rule {rule}: {env.name} lacks {', '.join(missing)}"
+
+
+def test_dockerfile_installs_the_lock():
+    """The container alternative (--sdm apptainer, Kubernetes) holds exactly the pinned packages."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    instructions = [
+        line.strip() for line in dockerfile.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    base = next(line for line in instructions if line.startswith("FROM "))
+    python = re.search(r"python:(\d+\.\d+)", base)
+    envs_python = {
+        next(
+            d
+            for d in yaml.safe_load(env.read_text())["dependencies"]
+            if isinstance(d, str) and d.startswith("python=")
+        )
+        for env in ENV_FILES
+    }
+    assert python and envs_python == {f"python={python.group(1)}"}, f"{base} vs envs' {envs_python}"
+    assert "COPY requirements.txt" in dockerfile and "pip install -r requirements.txt" in dockerfile
+    # any package pinned on top of the lock must carry the lock's version
+    for name, version in re.findall(r"([A-Za-z0-9_.-]+)==([^\s\"']+)", dockerfile):
+        assert LOCK.get(canon(name)) == version, (
+            f"Dockerfile pins {name}=={version}, the lock {LOCK.get(canon(name))}"
+        )
+    assert "pip install --no-deps" in dockerfile, "conch itself must not pull in unpinned dependencies"
