@@ -60,7 +60,8 @@ def html_report(title: str, metrics: dict, samples: list[dict], images: list[str
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}
-th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
+th{{background:#f3f3f3}}img{{max-width:100%}}
+.samples{{table-layout:fixed;width:100%}}.samples td{{overflow-wrap:anywhere}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{metrics["n_test"]} held-out test records; greedy decoding, at most {metrics["max_new_tokens"]} new tokens.</p>
 <h2>Metrics</h2>
@@ -68,6 +69,6 @@ th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
 <h2>Charts</h2>
 {"".join(_img(p) for p in images)}
 <h2>Sample generations</h2>
-<table><tr><th>prompt</th><th>reference</th><th>base</th><th>tuned</th></tr>{sample_rows}</table>
+<table class="samples"><tr><th>prompt</th><th>reference</th><th>base</th><th>tuned</th></tr>{sample_rows}</table>
 </body></html>
 """

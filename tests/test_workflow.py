@@ -66,7 +66,8 @@ def test_eval_report_and_smoke_test(tiny_run):
     samples = (ev / "samples.tsv").read_text(encoding="utf-8").splitlines()
     assert samples[0].split("\t") == ["id", "prompt", "reference", "base", "tuned"] and len(samples) == 9
     page = (ev / "report.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 2 and "<script src" not in page
+    # loss curve, validation loss curve, base-vs-tuned chart; no external resources
+    assert page.count("data:image/png;base64,") == 3 and "<script src" not in page
 
     smoke = json.loads((tiny_run / "results/serve" / EXP / "smoke_test.json").read_text())
     assert smoke["passed"] and all(smoke["checks"].values())

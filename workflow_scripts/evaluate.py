@@ -47,7 +47,14 @@ with open(snakemake.output.samples, "w", encoding="utf-8", newline="") as fh:
 
 comparison_chart(metrics, snakemake.output.chart)
 title = f"conch eval: {snakemake.wildcards.experiment}"
-page = html_report(title, metrics, samples, [snakemake.input.loss_plot, snakemake.output.chart])
+# LLaMA-Factory plots validation loss only when the experiment evaluates during training.
+eval_loss_plot = Path(snakemake.input.loss_plot).with_name("training_eval_loss.png")
+images = [
+    snakemake.input.loss_plot,
+    *([eval_loss_plot] if eval_loss_plot.exists() else []),
+    snakemake.output.chart,
+]
+page = html_report(title, metrics, samples, images)
 Path(snakemake.output.report).write_text(page, encoding="utf-8")
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     for name in ("base", "tuned"):
