@@ -5,9 +5,22 @@ RAG = config["rag"]
 RAG_CACHE = "results/rag/cache/embeddings.sqlite"
 
 
+def rag_path(path):
+    """A relative path is looked up in the working directory, then beside the Snakefile, so a deployed
+    workdir that has no kb/ of its own still builds the example knowledge base."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    beside = os.path.join(workflow.basedir, path)
+    return beside if os.path.exists(beside) else path
+
+
+RAG_DOCS = rag_path(RAG["docs"])
+RAG_QUESTIONS = rag_path(RAG["questions"])
+
+
 def rag_document_files(wildcards=None):
     """Every file under rag.docs, so adding, changing or removing a document reruns ingest."""
-    root = RAG["docs"]
+    root = RAG_DOCS
     return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
 
 
@@ -42,7 +55,7 @@ rule rag_ingest:
         mem_mb=1000,
         runtime=10,
     params:
-        root=RAG["docs"],
+        root=RAG_DOCS,
     script:
         "../workflow_scripts/rag_ingest.py"
 
@@ -111,7 +124,7 @@ rule rag_index:
 rule rag_eval:
     input:
         index=rules.rag_index.output.index,
-        questions=RAG["questions"],
+        questions=RAG_QUESTIONS,
         merged=rules.merge_adapter.output.model,
         code=conch_code("rag", "modeling"),
     output:

@@ -17,7 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conch.rag.chunk import load_tokenizer
@@ -54,11 +55,18 @@ class ChatRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1, le=100)
 
 
-def _last_question(messages: list[Message]) -> str:
+def bad_request(param: str, message: str) -> JSONResponse:
+    """OpenAI's error shape, so the openai client shows the message; `detail` as FastAPI clients expect it."""
+    text = f"{param}: {message}"
+    error = {"message": text, "type": "invalid_request_error", "param": param, "code": None}
+    return JSONResponse(status_code=400, content={"error": error, "detail": text})
+
+
+def _last_question(messages: list[Message]) -> str | None:
     for message in reversed(messages):
         if message.role == "user" and message.content.strip():
             return message.content
-    raise HTTPException(400, "messages: no user message with text; the last user turn is the question")
+    return None
 
 
 def build_router(
@@ -102,7 +110,7 @@ def build_router(
         try:
             check_question(req.question, count_tokens, max_context_tokens, 0)
         except QuestionTooLong as err:
-            raise HTTPException(400, f"question: {err}") from None
+            return bad_request("question", str(err))
         hits, ms = await asyncio.to_thread(search, req.question, req.top_k, req.similarity_threshold)
         settings = retriever.settings
         return {
@@ -118,15 +126,17 @@ def build_router(
     @router.post("/v1/rag/chat/completions")
     async def chat(req: ChatRequest):
         if req.stream:
-            raise HTTPException(
-                400, "stream: streaming is not supported by /v1/rag/chat/completions; send stream=false"
+            return bad_request(
+                "stream", "streaming is not supported by /v1/rag/chat/completions; send stream=false"
             )
         question = _last_question(req.messages)
+        if question is None:
+            return bad_request("messages", "no user message with text; the last user turn is the question")
         max_tokens = min(req.max_tokens or max_new_tokens, max_new_tokens)
         try:
             check_question(question, count_tokens, max_context_tokens, max_tokens)
         except QuestionTooLong as err:
-            raise HTTPException(400, f"messages[-1].content: {err}") from None
+            return bad_request("messages[-1].content", str(err))
         hits, ms = await asyncio.to_thread(search, question, req.top_k, None)
         messages, used = build_messages(question, hits, count_tokens, max_context_tokens, max_tokens)
         if used:

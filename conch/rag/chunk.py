@@ -11,6 +11,7 @@ A chunk's id hashes its source, title, heading path, page and text: an unchanged
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import re
@@ -65,18 +66,28 @@ class Chunker:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _hard_split(self, text: str) -> list[str]:
-        """A run of text with no sentence end that fits: cut at token boundaries (a little under size, since
-        re-tokenising a cut piece can merge differently at its edges)."""
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
-            "offset_mapping"
-        ]
+        """A sentence too long for one chunk: cut into token windows a little under size (re-tokenising a
+        cut piece can merge differently at its edges), each moved back to the last space or comma in its
+        second half so that words stay whole."""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        starts = [start for start, _ in enc["offset_mapping"]]
         step = max(self.size - 4, 1)
-        pieces = []
-        for start in range(0, len(offsets), step):
-            window = offsets[start : start + step]
-            piece = text[window[0][0] : window[-1][1]].strip()
+        pieces, begin = [], 0
+        while begin < len(text):
+            first = bisect.bisect_left(starts, begin)
+            end = starts[first + step] if first + step < len(starts) else len(text)
+            if end < len(text):
+                cut = max(
+                    text.rfind(" ", begin, end),
+                    text.rfind("，", begin, end) + 1,
+                    text.rfind(",", begin, end) + 1,
+                )
+                if cut > begin + (end - begin) // 2:
+                    end = cut
+            piece = text[begin:end].strip()
             if piece:
                 pieces.append(piece)
+            begin = end
         return pieces
 
     def _pieces(self, paragraph: str) -> list[Piece]:

@@ -23,7 +23,7 @@ RETRIEVAL_DEFAULTS = {
     "fusion": "weighted",  # or "rrf"
     "vector_weight": 0.5,
     "rrf_k": 60,
-    "similarity_threshold": 0.35,
+    "similarity_threshold": 0.45,
     "top_k": 4,
     "candidates": 50,
     "reranker": None,

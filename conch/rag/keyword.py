@@ -29,6 +29,18 @@ _ZH_STOP = "的 了 是 在 和 与 吗 呢 吧 啊 什么 怎么 如何 哪 哪
 STOPWORDS = frozenset(_EN_STOP.split()) | frozenset(_ZH_STOP.split())  # noqa: SIM905
 
 
+def stem(word: str) -> str:
+    """Plural and third-person -s only ("plays" ~ "play", "stories" ~ "story"): enough for questions to meet
+    their answers without a stemmer's surprises on names."""
+    if len(word) <= 3 or not word.endswith("s") or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes")):
+        return word[:-2]
+    return word[:-1]
+
+
 def tokenize(text: str) -> list[str]:
     import jieba
 
@@ -40,7 +52,7 @@ def tokenize(text: str) -> list[str]:
         terms += [w for w in jieba.cut_for_search(match.group()) if w.strip()]
         pos = match.end()
     terms += [w.lower() for w in _WORD.findall(text[pos:])]
-    return [t for t in terms if t not in STOPWORDS]
+    return [stem(t) for t in terms if t not in STOPWORDS]
 
 
 class BM25:
