@@ -83,11 +83,18 @@ def known_train_keys() -> frozenset[str] | None:
 
 
 def train_args(
-    train: dict, *, base_model: str, dataset: str, dataset_dir: str, template: str, output_dir: str
+    train: dict,
+    *,
+    base_model: str,
+    dataset: str,
+    dataset_dir: str,
+    template: str,
+    output_dir: str,
+    stage: str = "sft",
 ) -> dict:
-    """The full `llamafactory-cli train` argument set for one SFT experiment."""
+    """The full `llamafactory-cli train` argument set for one experiment (SFT, or a preference stage)."""
     args = {
-        "stage": "sft",
+        "stage": stage,
         "do_train": True,
         "model_name_or_path": base_model,
         "dataset": f"{dataset}_train",
