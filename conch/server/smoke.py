@@ -25,22 +25,43 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def launch_command(model: str, name: str, host: str, port: int, max_new_tokens: int) -> list[str]:
-    return [sys.executable, "-m", "conch.server", "--model", model, "--name", name, "--host", host,
-            "--port", str(port), "--max-new-tokens", str(max_new_tokens)]
+    return [
+        sys.executable,
+        "-m",
+        "conch.server",
+        "--model",
+        model,
+        "--name",
+        name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--max-new-tokens",
+        str(max_new_tokens),
+    ]
 
 
 @contextlib.contextmanager
-def running_server(command: list[str], base_url: str, log_path: str | Path, timeout: float = 180,
-                   env: dict | None = None) -> Iterator[subprocess.Popen]:
+def running_server(
+    command: list[str], base_url: str, log_path: str | Path, timeout: float = 180, env: dict | None = None
+) -> Iterator[subprocess.Popen]:
     """The server process, up and healthy; always stopped (with its whole process group) on exit."""
     with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode} before it was healthy; see {log_path}")
+                raise RuntimeError(
+                    f"server exited with {proc.returncode} before it was healthy; see {log_path}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
                     break
@@ -61,12 +82,18 @@ def running_server(command: list[str], base_url: str, log_path: str | Path, time
 def smoke_test(base_url: str, name: str, prompt: str, expected: str | None, max_tokens: int) -> dict:
     """Real requests against a running server; returns a record of what was sent, received and checked."""
     checks = {}
-    r = httpx.get(f"{base_url}/generate", params={"prompt": prompt, "max_new_tokens": max_tokens}, timeout=120)
+    r = httpx.get(
+        f"{base_url}/generate", params={"prompt": prompt, "max_new_tokens": max_tokens}, timeout=120
+    )
     generated = r.json().get("generated_text") if r.status_code == 200 else None
     checks["generate_status_200"] = r.status_code == 200
     checks["generate_text_nonempty"] = isinstance(generated, str) and bool(generated.strip())
-    body = {"model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0}
+    body = {
+        "model": name,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
     r = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=120)
     chat = r.json() if r.status_code == 200 else {}
     content = (chat.get("choices") or [{}])[0].get("message", {}).get("content")
@@ -77,5 +104,11 @@ def smoke_test(base_url: str, name: str, prompt: str, expected: str | None, max_
         # Greedy decoding is deterministic: the server must say what the model says offline.
         checks["generate_matches_offline_greedy"] = generated == expected
         checks["chat_matches_offline_greedy"] = content == expected
-    return {"prompt": prompt, "generated_text": generated, "chat_content": content, "expected": expected,
-            "checks": checks, "passed": all(checks.values())}
+    return {
+        "prompt": prompt,
+        "generated_text": generated,
+        "chat_content": content,
+        "expected": expected,
+        "checks": checks,
+        "passed": all(checks.values()),
+    }

@@ -1,0 +1,149 @@
+"""Rows of in-flight sequences sharing one left-padded KV cache, so one forward pass advances all of them.
+
+Every row's cache has the same length; shorter rows are padded on the left and masked out, and each row keeps
+its own position ids, so a row computes what it would compute alone (this is how `model.generate` batches
+left-padded prompts too). New prompts are prefilled together and spliced in; finished rows are dropped and the
+padding every remaining row shares is trimmed, so the cache never outgrows the longest live row by much.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from conch.server.prefix import PrefixCache
+
+
+def _left_pad(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    if n == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = n
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class KVBatch:
+    def __init__(self, model, pad_token_id: int, prefixes: PrefixCache | None = None):
+        self.model = model
+        self.pad_token_id = pad_token_id
+        self.prefixes = prefixes
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # (rows, cache length): 1 = real token
+        self.positions: torch.Tensor | None = None  # (rows,): position id of each row's next token
+
+    def __len__(self) -> int:
+        return 0 if self.mask is None else self.mask.shape[0]
+
+    def clear(self) -> None:
+        self.cache = self.mask = self.positions = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @torch.inference_mode()
+    def prefill(self, prompts: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
+        """Run the prompts and append them as new rows.
+
+        Returns the next-token logits of the new rows, in row order, and that order as indices into `prompts`
+        (prompts sharing a remembered prefix run together, after it)."""
+        groups: dict[tuple[int, ...], tuple[list, list[int]]] = {}
+        for i, ids in enumerate(prompts):
+            hit = self.prefixes.lookup(ids) if self.prefixes else None
+            key, kv = hit if hit else ((), [])
+            groups.setdefault(key, (kv, []))[1].append(i)
+        logits, order = [], []
+        for key, (kv, members) in groups.items():
+            logits.append(self._prefill_group([prompts[i] for i in members], len(key), kv))
+            order += members
+        return torch.cat(logits), order
+
+    def _prefill_group(self, prompts: list[list[int]], prefix_len: int, prefix_kv: list) -> torch.Tensor:
+        n, width = len(prompts), max(len(p) - prefix_len for p in prompts)
+        ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        suffix_mask = torch.zeros((n, width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            suffix = prompt[prefix_len:]
+            ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            suffix_mask[row, width - len(suffix) :] = 1
+        # Rows read [prefix][padding][rest of the prompt]: the mask hides the padding, positions skip it.
+        mask = torch.cat([torch.ones((n, prefix_len), dtype=torch.long), suffix_mask], 1).to(self.device)
+        position_ids = (prefix_len + (suffix_mask.cumsum(-1) - 1).clamp(min=0)).to(self.device)
+        cache = DynamicCache(config=self.model.config)
+        for layer, (keys, values) in enumerate(prefix_kv):
+            cache.update(keys.expand(n, -1, -1, -1), values.expand(n, -1, -1, -1), layer)
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = out.past_key_values
+        if not all(type(layer) is DynamicLayer for layer in cache.layers):
+            raise NotImplementedError("conch's batcher needs a full-attention KV cache (no sliding windows)")
+        if self.prefixes:
+            for row, prompt in enumerate(prompts):
+                if keep := self.prefixes.candidate(prompt):
+                    columns = mask[row].nonzero().squeeze(-1)[:keep]
+                    self.prefixes.remember(
+                        prompt[:keep],
+                        [
+                            (
+                                layer.keys[row : row + 1, :, columns].clone(),
+                                layer.values[row : row + 1, :, columns].clone(),
+                            )
+                            for layer in cache.layers
+                        ],
+                    )
+        self._splice(cache, mask, mask.sum(-1))
+        return out.logits[:, -1].float()
+
+    def _splice(self, cache: DynamicCache, mask: torch.Tensor, positions: torch.Tensor) -> None:
+        if self.mask is None:
+            self.cache, self.mask, self.positions = cache, mask, positions
+            return
+        old_len, new_len = self.mask.shape[1], mask.shape[1]
+        width = max(old_len, new_len)
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat(
+                [_left_pad(mine.keys, width - old_len, 2), _left_pad(theirs.keys, width - new_len, 2)]
+            )
+            mine.values = torch.cat(
+                [_left_pad(mine.values, width - old_len, 2), _left_pad(theirs.values, width - new_len, 2)]
+            )
+        self.mask = torch.cat([_left_pad(self.mask, width - old_len, 1), _left_pad(mask, width - new_len, 1)])
+        self.positions = torch.cat([self.positions, positions])
+
+    @torch.inference_mode()
+    def decode(self, tokens: list[int]) -> torch.Tensor:
+        """Feed each row its latest token; returns next-token logits (rows, vocab)."""
+        self.mask = F.pad(self.mask, (0, 1), value=1)
+        out = self.model(
+            input_ids=torch.tensor(tokens, device=self.device)[:, None],
+            attention_mask=self.mask,
+            position_ids=self.positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.positions = self.positions + 1
+        return out.logits[:, -1].float()
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only these rows (in this order) and trim the left padding they all share."""
+        if not rows:
+            self.clear()
+            return
+        if rows == list(range(len(self))):
+            return
+        index = torch.tensor(rows, device=self.device)
+        mask = self.mask[index]
+        shared_pad = int((mask.cumsum(-1) == 0).sum(-1).min())
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[index, :, shared_pad:]
+            layer.values = layer.values[index, :, shared_pad:]
+        self.mask = mask[:, shared_pad:]
+        self.positions = self.positions[index]

@@ -1,0 +1,293 @@
+"""Continuous batching: one thread per model runs every live request through shared forward passes.
+
+Requests join at the next step (their prompts prefilled together), leave as soon as they finish or their client
+goes away, and each keeps its own sampling parameters and stop conditions. The event loop only enqueues
+requests and reads results, so generation never blocks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from conch.modeling import stop_token_ids
+from conch.server.batch import KVBatch
+from conch.server.prefix import PrefixCache
+from conch.server.sampling import SamplingParams, sample
+from conch.server.text import TextAssembler
+
+log = logging.getLogger("conch.server")
+
+
+ENGINE_EVENTS = (
+    "prefill_passes",
+    "prefill_tokens",
+    "decode_passes",
+    "decode_rows",
+    "finished_stop",
+    "finished_length",
+    "finished_cancelled",
+    "finished_error",
+)
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # stop | length | cancelled | error
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+
+
+@dataclass(eq=False)
+class Request:
+    """One request in the engine; the event loop reads it through `pieces()` / `result()`."""
+
+    id: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    max_tokens: int
+    stream: bool
+    text: TextAssembler
+    loop: asyncio.AbstractEventLoop
+    engine: Engine
+    generator: torch.Generator | None = None
+    generated: int = 0
+    last: int = -1  # the latest token, fed back at the next step
+    finished: Completion | None = None
+    cancelled: bool = False
+    arrived: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    _events: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    async def pieces(self):
+        """The answer's text as it is produced."""
+        while True:
+            item = await self._events.get()
+            if isinstance(item, Completion):
+                return
+            yield item
+
+    async def result(self) -> Completion:
+        while not isinstance(item := await self._events.get(), Completion):
+            pass
+        return item
+
+    def cancel(self) -> None:
+        self.engine.cancel(self)
+
+
+class Engine:
+    def __init__(
+        self,
+        name: str,
+        model,
+        tokenizer,
+        max_batch_size: int = 16,
+        max_queue: int = 64,
+        max_prefill_tokens: int = 4096,
+        context_length: int | None = None,
+        prefix_cache: bool = True,
+    ):
+        self.name, self.model, self.tokenizer = name, model, tokenizer
+        self.max_batch_size, self.max_queue = max_batch_size, max_queue
+        self.max_prefill_tokens = max_prefill_tokens
+        self.context_length = context_length or int(getattr(model.config, "max_position_embeddings", 2048))
+        self.stop_ids = frozenset(stop_token_ids(tokenizer, model))
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.batch = KVBatch(model, pad_id, PrefixCache() if prefix_cache else None)
+        self.rows: list[Request] = []
+        self.waiting: collections.deque[Request] = collections.deque()
+        # Every key exists from the start: /metrics shows zeros, and reading never races a dict resize.
+        self.counters = collections.Counter(dict.fromkeys(ENGINE_EVENTS, 0))
+        self._ids = itertools.count()
+        self._cv = threading.Condition()
+        self._count_lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"conch-engine-{name}", daemon=True)
+
+    def start(self) -> Engine:
+        """Warm up (the first forward passes are slow: allocation, kernel choice), then serve."""
+        ids = self.tokenizer("Hello", add_special_tokens=False)["input_ids"] or [0]
+        self.batch.prefill([ids, ids[:1]])
+        self.batch.decode([ids[0], ids[0]])
+        self.batch.keep([0])
+        self.batch.decode([ids[0]])
+        self.batch.clear()
+        self._thread.start()
+        return self
+
+    # ---- event-loop side -------------------------------------------------------------------------------
+    def submit(self, prompt_ids: list[int], params: SamplingParams, max_tokens: int, stream: bool) -> Request:
+        loop = asyncio.get_running_loop()
+        seed = params.seed if params.seed is not None else random.getrandbits(63)
+        generator = None if params.greedy else torch.Generator().manual_seed(seed)
+        req = Request(
+            next(self._ids),
+            prompt_ids,
+            params,
+            max_tokens,
+            stream,
+            TextAssembler(self.tokenizer, params.stop, incremental=stream),
+            loop,
+            self,
+            generator,
+        )
+        with self._cv:
+            if len(self.waiting) >= self.max_queue:
+                raise QueueFull(
+                    f"model {self.name!r} has {len(self.waiting)} requests queued (limit {self.max_queue})"
+                )
+            self.waiting.append(req)
+            self._cv.notify()
+        return req
+
+    def cancel(self, req: Request) -> None:
+        """Free the request's slot: a queued one leaves the queue now, a running one at the next step."""
+        with self._cv:
+            if req.finished is not None:
+                return
+            req.cancelled = True
+            if req in self.waiting:
+                self.waiting.remove(req)
+                self._finish(req, "cancelled")
+            self._cv.notify()
+
+    def snapshot(self) -> dict[str, float]:
+        with self._count_lock:
+            return dict(self.counters)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def active(self) -> int:
+        return len(self.rows)
+
+    def close(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    # ---- engine thread ---------------------------------------------------------------------------------
+    def _count(self, **events) -> None:
+        with self._count_lock:
+            self.counters.update(events)
+
+    def _finish(self, req: Request, reason: str, error: str | None = None) -> None:
+        if req.finished is not None:
+            return
+        req.text.finish()
+        tail = req.text.pending()
+        req.finished = Completion(req.text.text, reason, len(req.prompt_ids), req.generated, error)
+        self._count(**{f"finished_{reason}": 1})
+        items = ([tail] if tail and req.stream else []) + [req.finished]
+        req.loop.call_soon_threadsafe(_deliver, [(req, item) for item in items])
+
+    def _admit(self) -> list[Request]:
+        with self._cv:
+            while not self._stopping and not self.waiting and not self.rows:
+                self._cv.wait()
+            admitted, tokens = [], 0
+            while self.waiting and len(self.rows) + len(admitted) < self.max_batch_size:
+                nxt = self.waiting[0]
+                if admitted and tokens + len(nxt.prompt_ids) > self.max_prefill_tokens:
+                    break
+                admitted.append(self.waiting.popleft())
+                tokens += len(nxt.prompt_ids)
+            return admitted
+
+    def _run(self) -> None:
+        while not self._stopping:
+            admitted = self._admit()
+            try:
+                if admitted:
+                    started = time.perf_counter()
+                    logits, order = self.batch.prefill([r.prompt_ids for r in admitted])
+                    admitted = [admitted[i] for i in order]
+                    self.rows += admitted
+                    self._take(logits, admitted)
+                    self._drop_done()
+                    self._count(
+                        prefill_passes=1,
+                        prefill_tokens=sum(len(r.prompt_ids) for r in admitted),
+                        prefill_seconds=time.perf_counter() - started,
+                    )
+                if self.rows:
+                    started, rows = time.perf_counter(), len(self.rows)
+                    logits = self.batch.decode([r.last for r in self.rows])
+                    self._take(logits, self.rows)
+                    self._drop_done()
+                    self._count(
+                        decode_passes=1, decode_rows=rows, decode_seconds=time.perf_counter() - started
+                    )
+            except Exception as exc:  # a bad step must not take the server down: fail its requests, go on
+                log.exception("engine %s: step failed", self.name)
+                with self._cv:
+                    for req in [*self.rows, *admitted]:
+                        self._finish(req, "error", f"{type(exc).__name__}: {exc}")
+                self.rows = []
+                self.batch.clear()
+        with self._cv:
+            for req in [*self.rows, *self.waiting]:
+                self._finish(req, "cancelled")
+
+    def _take(self, logits: torch.Tensor, reqs: list[Request]) -> None:
+        """Sample each request's next token (row i of `logits` is reqs[i]'s) and apply its stop conditions."""
+        tokens = sample(logits, reqs)
+        now, deliveries = time.monotonic(), []
+        for req, token in zip(reqs, tokens, strict=True):
+            if req.finished is not None or req.cancelled:
+                continue
+            req.generated += 1
+            req.last = token
+            if req.first_token_at is None:
+                req.first_token_at = now
+            if token in self.stop_ids:
+                self._finish(req, "stop")
+                continue
+            stopped = req.text.add(token)
+            if stopped:
+                self._finish(req, "stop")
+            elif (
+                req.generated >= req.max_tokens or len(req.prompt_ids) + req.generated >= self.context_length
+            ):
+                self._finish(req, "length")
+            elif req.stream and (piece := req.text.pending()):
+                deliveries.append((req, piece))
+        by_loop = collections.defaultdict(list)
+        for req, piece in deliveries:
+            by_loop[req.loop].append((req, piece))
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(_deliver, items)
+
+    def _drop_done(self) -> None:
+        with self._cv:
+            for req in self.rows:
+                if req.cancelled:
+                    self._finish(req, "cancelled")
+            keep = [i for i, req in enumerate(self.rows) if req.finished is None]
+            if len(keep) != len(self.rows):
+                self.rows = [self.rows[i] for i in keep]
+                self.batch.keep(keep)
+
+
+def _deliver(items: list[tuple[Request, object]]) -> None:
+    for req, item in items:
+        req._events.put_nowait(item)

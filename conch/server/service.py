@@ -1,0 +1,165 @@
+"""Between HTTP and the engines: model lookup, prompt checks, submitting, waiting, disconnect handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from conch.modeling import load, render
+from conch.server.engine import Completion, Engine, QueueFull, Request
+from conch.server.metrics import Metrics
+from conch.server.sampling import SamplingParams
+from conch.server.settings import ServeSettings
+
+log = logging.getLogger("conch.server")
+
+# Tokenizing a prompt longer than this goes to a worker thread rather than holding up the event loop.
+INLINE_TOKENIZE_CHARS = 8192
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        headers: dict | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.headers = status, message, kind, param, headers
+
+
+@dataclass
+class ServerState:
+    settings: ServeSettings
+    metrics: Metrics = field(default_factory=Metrics)
+    engines: dict[str, Engine] = field(default_factory=dict)
+    ready: bool = False
+    load_error: str | None = None
+
+    def load_models(self) -> None:
+        """Load every configured model and start its engine (run in a thread: /health answers meanwhile)."""
+        try:
+            s = self.settings
+            for entry in s.models:
+                log.info(
+                    "loading model %r from %s%s",
+                    entry.name,
+                    entry.path,
+                    f" with adapter {entry.adapter}" if entry.adapter else "",
+                )
+                model, tokenizer = load(entry.path, adapter=entry.adapter)
+                self.engines[entry.name] = Engine(
+                    entry.name,
+                    model,
+                    tokenizer,
+                    s.max_batch_size,
+                    s.max_queue,
+                    s.max_prefill_tokens,
+                    s.context_length,
+                    s.prefix_cache,
+                ).start()
+            self.ready = True
+            log.info("ready: %s", ", ".join(self.engines))
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("loading models failed")
+            raise
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+
+    def engine(self, name: str | None) -> Engine:
+        if not self.ready:
+            raise ApiError(
+                503,
+                "the server is still loading its models; retry shortly",
+                "server_error",
+                headers={"Retry-After": "5"},
+            )
+        name = name or self.settings.default_model
+        if name not in self.engines:
+            raise ApiError(
+                404,
+                f"model {name!r} not found; available: {', '.join(self.engines)}",
+                "not_found_error",
+                param="model",
+            )
+        return self.engines[name]
+
+    async def prepare(
+        self, engine: Engine, prompt: str, requested: int | None, param: str
+    ) -> tuple[list[int], int]:
+        """Token ids of a rendered prompt and the answer's token budget; a 400 if the prompt leaves no room."""
+        tokenizer = engine.tokenizer
+        if len(prompt) > INLINE_TOKENIZE_CHARS:
+            ids = await asyncio.to_thread(lambda: tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        else:
+            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ApiError(400, f"`{param}` is empty", param=param)
+        if len(ids) >= engine.context_length:
+            rendered = " once rendered with the chat template" if param == "messages" else ""
+            raise ApiError(
+                400,
+                f"`{param}` is {len(ids)} tokens{rendered}, but model {engine.name!r} has a context of "
+                f"{engine.context_length} tokens, which must also hold the answer; shorten it",
+                param=param,
+            )
+        return ids, min(requested or self.settings.max_new_tokens, self.settings.max_new_tokens)
+
+    def render_chat(self, engine: Engine, messages: list[dict]) -> str:
+        try:
+            return render(engine.tokenizer, messages)
+        except Exception as exc:  # the chat template itself may reject e.g. an unsupported role order
+            raise ApiError(
+                400, f"the model's chat template rejected these messages: {exc}", param="messages"
+            ) from exc
+
+    def submit(
+        self, engine: Engine, ids: list[int], params: SamplingParams, max_tokens: int, stream: bool
+    ) -> Request:
+        try:
+            return engine.submit(ids, params, max_tokens, stream)
+        except QueueFull as exc:
+            raise ApiError(
+                503, f"{exc}; retry shortly", "server_error", headers={"Retry-After": "1"}
+            ) from exc
+
+    def account(self, engine: Engine, result: Completion) -> None:
+        self.metrics.add_tokens(engine.name, result.prompt_tokens, result.completion_tokens)
+
+    async def wait(self, http_request, req: Request) -> Completion:
+        """The finished request; if the client hangs up first, its slot is freed at once."""
+        watcher = asyncio.create_task(cancel_on_disconnect(http_request, req))
+        try:
+            result = await req.result()
+        finally:
+            watcher.cancel()
+            req.cancel()
+        return result
+
+    async def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
+        """The default model's answer to a conversation (the hook RAG builds on)."""
+        engine = self.engine(None)
+        ids, budget = await self.prepare(engine, self.render_chat(engine, messages), max_tokens, "messages")
+        req = self.submit(engine, ids, SamplingParams(temperature=temperature), budget, stream=False)
+        try:
+            result = await req.result()
+        finally:
+            req.cancel()
+        self.account(engine, result)
+        if result.finish_reason == "error":
+            raise RuntimeError(f"generation failed: {result.error}")
+        return result.text
+
+
+async def cancel_on_disconnect(http_request, req: Request) -> None:
+    while True:
+        message = await http_request.receive()
+        if message["type"] == "http.disconnect":
+            req.cancel()
+            return
