@@ -14,9 +14,9 @@ import time
 import httpx
 import openai
 import pytest
+from test_server_support import main_server, offline_greedy
 
 from conch.server.smoke import smoke_test
-from test_server_support import main_server, offline_greedy
 
 ASK = [{"role": "user", "content": "Who are you?"}]
 

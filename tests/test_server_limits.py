@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import time
 
 import httpx
 import openai
 import pytest
+from test_server_support import API_KEY, CONTEXT, guarded_server, main_server
 
 from conch.server.__main__ import parse_args
-from test_server_support import API_KEY, CONTEXT, guarded_server, main_server
 
 ASK = [{"role": "user", "content": "Who are you?"}]
 
@@ -167,13 +166,15 @@ def test_full_queue_answers_503_with_retry_after(guarded):
     """One slot and a queue of one: of several simultaneous requests, the surplus is turned away at once."""
     auth = {"Authorization": f"Bearer {API_KEY}"}
     body = {"model": "tiny", "messages": ASK, "max_tokens": 480, "temperature": 0}
-    with httpx.Client(base_url=guarded.base_url, headers=auth, timeout=60) as http:
-        with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as running:
-            lines = running.iter_lines()
-            next(lines)  # generating in the only slot
-            with concurrent.futures.ThreadPoolExecutor(6) as pool:
-                answers = list(pool.map(lambda _: http.post("/v1/chat/completions", json=body), range(6)))
-            rest = [line for line in lines if line]
+    with (
+        httpx.Client(base_url=guarded.base_url, headers=auth, timeout=60) as http,
+        http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as running,
+    ):
+        lines = running.iter_lines()
+        next(lines)  # generating in the only slot
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: http.post("/v1/chat/completions", json=body), range(6)))
+        rest = [line for line in lines if line]
     assert rest[-1] == "data: [DONE]"
     refused = [r for r in answers if r.status_code == 503]
     assert len(refused) >= 4, [r.status_code for r in answers]  # at most one waits in the queue
