@@ -28,6 +28,7 @@ include: "rules/base_model.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/serve.smk"
+include: "rules/experiments.smk"
 include: "rules/rag.smk"
 
 

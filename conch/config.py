@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import jsonschema
 
 from conch.errors import ConfigError
+from conch.experiments import all_experiments
 from conch.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
 
 
@@ -38,7 +39,60 @@ def _schema_errors(config: dict, schema: dict) -> Iterator[str]:
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         if error.validator == "additionalProperties":
             continue  # reported with a suggestion by _unknown_keys
-        yield f"config key {_key(error.absolute_path)}: {error.message}"
+        yield f"config key {_key(error.absolute_path)}: {error.message}{_number_hint(error)}"
+
+
+def _number_hint(error) -> str:
+    """YAML 1.1 reads `1e-4` (no dot) as a string, a common surprise in learning rates."""
+    if error.validator == "type" and isinstance(error.instance, str):
+        try:
+            float(error.instance)
+        except ValueError:
+            return ""
+        return f" (YAML reads {error.instance} as text; write it with a dot, e.g. 1.0e-4)"
+    return ""
+
+
+def _grid_problems(config: dict, train_schema: dict) -> list[str]:
+    """Grid keys are LLaMA-Factory training keys the workflow does not own, each value valid for its key."""
+    grid = config.get("grid")
+    if not isinstance(grid, dict):
+        return []  # absent, or the schema check already names it
+    found, known = [], known_train_keys()
+    for key, values in grid.items():
+        if key in RESERVED_TRAIN_KEYS:
+            found.append(f"config key grid.{key}: set by the workflow; it cannot be swept")
+        elif known is not None and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            found.append(f"config key grid.{key}: not a LLaMA-Factory training argument{hint}")
+        for i, value in enumerate(values if isinstance(values, list) else ()):
+            merged = {**(config.get("train") or {}), key: value}
+            for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
+                if list(error.absolute_path)[:1] == [key]:
+                    found.append(f"config key grid.{key}[{i}]: {error.message}{_number_hint(error)}")
+    return found
+
+
+def _experiment_problems(config: dict, default_experiments) -> list[str]:
+    """Named plus grid experiments: at least one, no name twice, and a serve pin that names one of them."""
+    config = {"experiments": default_experiments, **config}
+    grid = config.get("grid") or {}
+    if not isinstance(config["experiments"], dict) or not isinstance(grid, dict):
+        return []  # the schema check already names it
+    if not all(isinstance(values, list) for values in grid.values()):
+        return []
+    try:
+        experiments = all_experiments(config)
+    except ConfigError as err:
+        return [str(err)]
+    found = []
+    pinned = (config.get("serve") or {}).get("experiment")
+    if isinstance(pinned, str) and pinned not in experiments:
+        close = difflib.get_close_matches(pinned, list(experiments), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; experiments: {', '.join(experiments)}"
+        found.append(f"config key serve.experiment: {pinned!r} is not an experiment{hint}")
+    return found
 
 
 def _unknown_train_keys(config: dict) -> list[str]:
@@ -73,6 +127,8 @@ def problems(config: dict, schema: dict) -> list[str]:
             if set(error.absolute_path) & set(overrides):
                 found.append(f"config key experiments.{name}.{_key(error.absolute_path)}: {error.message}")
     found += _unknown_train_keys(config)
+    grid_found = _grid_problems(config, train_schema)
+    found += grid_found or _experiment_problems(config, schema["properties"]["experiments"].get("default"))
     templates = known_templates()
     template = config.get("template")
     if templates is not None and isinstance(template, str) and template not in templates:

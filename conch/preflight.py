@@ -5,8 +5,9 @@ the run provides (a 4-GPU training job silently gets 1, or 0 and runs on CPU), p
 it does not know (a typo such as `slurm_partiton`) to no one, and the Slurm plugin falls back to the
 default partition when none of partitions.yaml fits. Each check here names the setting to change.
 
-rules/common.smk calls check_resources() while parsing (dry runs included) and check_executor() from
-`onstart`, once the executor is known and the DAG is built, before the first job is submitted.
+rules/common.smk calls check_parse() while parsing (profile keys, resource names, the GPU cap; dry runs
+included) and check_run() from `onstart`, once the executor is known and the DAG is built, before the
+first job is submitted (rule names in set-resources, executor, Slurm partitions and account).
 """
 
 from __future__ import annotations
@@ -166,6 +167,15 @@ def check_slurm(
             )
 
 
+def check_rule_names(settings: Mapping[str, Iterable[str]], rules: Iterable[str]) -> None:
+    """Rules named in set-resources/set-threads exist (Snakemake ignores a misspelt one)."""
+    rules = set(rules)
+    for option, names in settings.items():
+        for name in names:
+            if name not in rules:
+                raise ConfigError(f"profile {option}: there is no rule {name!r}{_suggest(name, rules)}")
+
+
 def check_executor(executor: str, jobs: list[Job], global_resources: Mapping[str, object]) -> None:
     """Checks that need to know where jobs go; Slurm's live ones are in check_slurm."""
     if executor in ("local", "dryrun", "touch"):
@@ -226,10 +236,15 @@ class _QuietLogger:
 
 
 def check_run(workflow) -> None:
-    """check_executor() and, on Slurm, check_slurm() for the jobs about to run."""
+    """Rule names in the profile, check_executor() and, on Slurm, check_slurm() for the jobs about to run."""
     import getpass
     import os
 
+    settings = workflow.resource_settings
+    check_rule_names(
+        {"set-resources": settings.overwrite_resources, "set-threads": settings.overwrite_threads},
+        (rule.name for rule in workflow.rules),
+    )
     executor = workflow.executor_plugin.name if workflow.executor_plugin else "local"
     jobs = [
         Job(job.rule.name, dict(job.resources.items()), job.threads, job.is_local, job)
@@ -243,8 +258,8 @@ def check_run(workflow) -> None:
     check_executor(executor, jobs, global_resources)
     if executor != "slurm":
         return
-    settings = workflow.executor_settings
-    partition_config = settings.partition_config or os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
+    slurm_settings = workflow.executor_settings
+    partition_config = slurm_settings.partition_config or os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
     best = None
     if partition_config:
         from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
@@ -256,7 +271,7 @@ def check_run(workflow) -> None:
         partition_config=str(partition_config) if partition_config else None,
         partitions=slurm_partitions(),
         accounts=slurm_accounts(getpass.getuser()),
-        no_account=bool(settings.no_account),
+        no_account=bool(slurm_settings.no_account),
         best_partition=best,
     )
 

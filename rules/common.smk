@@ -1,11 +1,14 @@
 import glob
+import json
 import os
+import re
 
 import yaml
 from snakemake.utils import validate
 
 from conch.config import check as check_config
 from conch.errors import ConfigError
+from conch.experiments import all_experiments
 
 # ---- config: refuse a bad config before any job runs -------------------------------------------------
 SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
@@ -18,12 +21,13 @@ except ConfigError as err:
 validate(config, SCHEMA)  # fills in the schema's defaults
 
 DATASET = config["dataset"]
-EXPERIMENTS = list(config["experiments"])
+EXPERIMENT_OVERRIDES = all_experiments(config)  # named experiments, then the grid's
+EXPERIMENTS = list(EXPERIMENT_OVERRIDES)
 GPUS = config["compute"]["gpus"]
 
 
 wildcard_constraints:
-    experiment="|".join(EXPERIMENTS),
+    experiment="|".join(map(re.escape, EXPERIMENTS)),
 
 
 # ---- code the scripts import: listed as inputs so that editing a module reruns the rules using it ----
@@ -45,8 +49,28 @@ def train_config(experiment):
 
     A key set to null is dropped, so a config layered over another can remove a default.
     """
-    merged = {**config["train"], **(config["experiments"][experiment] or {})}
+    merged = {**config["train"], **EXPERIMENT_OVERRIDES[experiment]}
     return {key: value for key, value in merged.items() if value is not None}
+
+
+def selected_experiment(wildcards=None):
+    """The experiment `all` serves: `serve.experiment` when pinned, else the best by `selection`."""
+    pinned = config["serve"].get("experiment")
+    # Known without the comparison, so a dry run shows the serve job.
+    if pinned or len(EXPERIMENTS) == 1:
+        return pinned or EXPERIMENTS[0]
+    best = checkpoints.compare_experiments.get().output.best
+    with open(best, encoding="utf-8") as fh:
+        return json.load(fh)["best"]
+
+
+def experiment_outputs():
+    """rules/experiments.smk: a run manifest per experiment, the comparison, the served experiment."""
+    return [
+        *expand(rules.run_manifest.output[0], experiment=EXPERIMENTS),
+        rules.compare_experiments.output.table,
+        rules.select_served.output[0],
+    ]
 
 
 # ---- resources: portable tags only; site settings live in profiles (docs/cluster.md) -------------------
@@ -83,10 +107,9 @@ onstart:
 
 
 def final_outputs():
-    return expand(
-        [
-            "results/eval/{experiment}/report.html",
-            "results/serve/{experiment}/smoke_test.json",
-        ],
-        experiment=EXPERIMENTS,
-    ) + rag_outputs()  # rules/rag.smk
+    # experiment_outputs: rules/experiments.smk; rag_outputs: rules/rag.smk
+    return (
+        expand("results/eval/{experiment}/report.html", experiment=EXPERIMENTS)
+        + experiment_outputs()
+        + rag_outputs()
+    )

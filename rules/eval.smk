@@ -7,8 +7,20 @@ rule evaluate:
         code=conch_code("modeling", "metrics", "report", "gpus"),
     output:
         metrics="results/eval/{experiment}/metrics.json",
-        samples="results/eval/{experiment}/samples.tsv",
-        chart="results/eval/{experiment}/base_vs_tuned.png",
+        samples=report(
+            "results/eval/{experiment}/samples.tsv",
+            caption="../report/eval_samples.rst",
+            category="3. Evaluation",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "sample generations"},
+        ),
+        chart=report(
+            "results/eval/{experiment}/base_vs_tuned.png",
+            caption="../report/eval_chart.rst",
+            category="3. Evaluation",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "base vs tuned"},
+        ),
         report="results/eval/{experiment}/report.html",
     log:
         "logs/evaluate/{experiment}.log",

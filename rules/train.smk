@@ -10,7 +10,13 @@ rule train_adapter:
         adapter_config="results/adapters/{experiment}/adapter_config.json",
         train_yaml="results/adapters/{experiment}/train_config.yaml",
         trainer_log="results/adapters/{experiment}/trainer_log.jsonl",
-        loss_plot="results/adapters/{experiment}/training_loss.png",
+        loss_plot=report(
+            "results/adapters/{experiment}/training_loss.png",
+            caption="../report/train_loss.rst",
+            category="2. Training",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "training loss"},
+        ),
     log:
         "logs/train_adapter/{experiment}.log",
     benchmark:

@@ -96,3 +96,29 @@ def tiny_run_copy(tiny_run, tmp_path) -> Path:
     dest = tmp_path / "run"
     shutil.copytree(tiny_run, dest, symlinks=True)
     return dest
+
+
+# ---- experiments: a 2x2 grid rigged so that one experiment clearly wins (tests/test_experiments.py) ----
+GRID = {"learning_rate": [1.0e-5, 5.0e-3], "num_train_epochs": [1, 2]}
+GRID_WINNER = "lr5e-3_ep2"  # most updates at the useful learning rate: the lowest test loss
+
+
+def grid_config() -> dict:
+    """The tiny config with only the grid's four experiments; other branches off to keep the run short."""
+    cfg = tiny_config()
+    cfg["experiments"] = {}
+    cfg["grid"] = GRID
+    cfg["selection"] = {"metric": "tuned.loss"}
+    if "rag" in cfg:
+        cfg["rag"]["enabled"] = False
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def grid_run(tiny_run, tmp_path_factory) -> Path:
+    """The grid run on a copy of the tiny run, so data and base model are reused; treat as read-only."""
+    workdir = tmp_path_factory.mktemp("grid_run") / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    make_workdir(workdir, grid_config())
+    snakemake(workdir)
+    return workdir

@@ -63,11 +63,11 @@ def rule_resource_names() -> dict[str, set[str]]:
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for block in re.split(r"\n\s*rule ", smk.read_text())[1:]:
             name = block.split(":")[0].strip()
-            res = re.search(r"\n    resources:\n((?: {8,}.*\n)+)", block)
+            res = re.search(r"\n( +)resources:\n((?:\1    .*\n)+)", block)
             keys = set()
             if res:
-                keys = set(re.findall(r"^ +(\w+)=", res.group(1), re.M))
-                if "gpu_resources(" in res.group(1):
+                keys = set(re.findall(r"^ +(\w+)=", res.group(2), re.M))
+                if "gpu_resources(" in res.group(2):
                     keys |= {"gpu_resources"}
             found[name] = keys
     return found
@@ -134,6 +134,15 @@ def test_resource_typos_and_gpu_cap_are_refused():
 
 def job(rule="train_adapter", local=False, threads=2, **resources):
     return preflight.Job(rule, {"mem_mb": 4000, "runtime": 60, **resources}, threads, local)
+
+
+def test_rule_names_in_profiles_must_exist():
+    rules = ["train_adapter", "evaluate"]
+    preflight.check_rule_names({"set-resources": ["evaluate"], "set-threads": []}, rules)
+    with pytest.raises(
+        ConfigError, match=r"set-threads: there is no rule 'evalute' \(did you mean evaluate\?\)"
+    ):
+        preflight.check_rule_names({"set-resources": [], "set-threads": ["evalute"]}, rules)
 
 
 def test_executor_checks():
@@ -217,3 +226,10 @@ def test_profile_typo_fails_before_any_job(workdir, tmp_path):
     assert (
         "'set-resource' is not a snakemake option (did you mean set-resources?)" in proc.stderr + proc.stdout
     )
+
+
+def test_misspelt_rule_in_set_resources_fails_before_any_job(workdir):
+    proc = snakemake(workdir, "--set-resources", "trian_adapter:mem_mb=100", check=False)
+    assert proc.returncode != 0
+    assert "there is no rule 'trian_adapter' (did you mean train_adapter?)" in proc.stderr + proc.stdout
+    assert not (workdir / "results").exists(), "onstart runs before the first job"

@@ -1,0 +1,142 @@
+"""Training throughput: the workflow's `train_adapter` vs `llamafactory-cli train` run directly, and with vs
+without LLaMA-Factory's sequence packing, on the default data.
+
+    .venv/bin/python bench/train_throughput.py --repeats 3 [--epochs 3] [--out bench/train_throughput.json]
+
+Tokens are the non-padding tokens the trainer saw (`include_num_input_tokens_seen: non_padding`), so packed and
+padded runs are compared on the same useful work. Every variant trains the same YAML (the one `train_adapter`
+writes); runs are interleaved (A B C, A B C, ...) so a change in machine load hits every variant alike, and
+the load average is recorded beside each run. Reported: medians.
+
+- workflow: `snakemake --forcerun train_adapter <adapter>`, timed around the whole command (DAG parse,
+  scheduling, the rule's script and llamafactory-cli): what a user waits for.
+- direct:   `llamafactory-cli train <that YAML>` into another output_dir.
+- packing:  the same, plus `packing: true`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, log: Path) -> float:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    env.setdefault("DISABLE_VERSION_CHECK", "1")
+    start = time.perf_counter()
+    with log.open("w", encoding="utf-8") as fh:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed; see {log}")
+    return elapsed
+
+
+def snakemake(workdir: Path, *targets: str, force: bool = False) -> list[str]:
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
+    return [*cmd, *(["--forcerun", "train_adapter"] if force else []), *targets]
+
+
+def tokens_seen(output_dir: Path) -> int:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return int(state["num_input_tokens_seen"])
+
+
+def setup(workdir: Path, epochs: float | None) -> dict:
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text(encoding="utf-8"))
+    cfg["experiments"] = {"default": {}}
+    cfg.pop("grid", None)
+    cfg["train"]["include_num_input_tokens_seen"] = "non_padding"
+    if epochs:
+        cfg["train"]["num_train_epochs"] = epochs
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config/config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    for raw in cfg["data"]["raw"]:
+        (workdir / raw).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / raw, workdir / raw)
+    return cfg
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--epochs", type=float, help="override train.num_train_epochs (default: the config's)")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/conch-bench-train"))
+    ap.add_argument("--out", type=Path, help="write every run and the medians here as JSON")
+    args = ap.parse_args()
+
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cfg = setup(work, args.epochs)
+    adapter = "results/adapters/default/adapter_model.safetensors"
+    print(f"preparing data, base model and a first training in {work} ...", flush=True)
+    run(snakemake(work, adapter), work, work / "setup.log")
+
+    train_yaml = yaml.safe_load((work / "results/adapters/default/train_config.yaml").read_text())
+    variants = {}
+    for name, extra in (("direct", {}), ("packing", {"packing": True})):
+        out_dir = work / "direct" / name
+        path = work / "direct" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({**train_yaml, **extra, "output_dir": str(out_dir)}), encoding="utf-8")
+        variants[name] = ([str(BIN / "llamafactory-cli"), "train", str(path)], out_dir)
+    variants["workflow"] = (snakemake(work, adapter, force=True), work / "results/adapters/default")
+
+    runs = []
+    for repeat in range(args.repeats):
+        for name in ("workflow", "direct", "packing"):
+            cmd, out_dir = variants[name]
+            # A fresh output_dir every time: LLaMA-Factory would otherwise resume from the last checkpoint.
+            shutil.rmtree(out_dir, ignore_errors=True)
+            before = load()
+            seconds = run(cmd, work, work / f"{name}-{repeat}.log")
+            tokens = tokens_seen(out_dir)
+            runs.append(
+                {"variant": name, "repeat": repeat, "seconds": seconds, "tokens": tokens, "load1": before}
+            )
+            print(f"{name:8} #{repeat}: {seconds:7.1f} s  {tokens / seconds:8.0f} tok/s  load {before:.2f}")
+
+    med = {
+        name: {
+            "seconds": statistics.median(r["seconds"] for r in runs if r["variant"] == name),
+            "tokens_per_s": statistics.median(
+                r["tokens"] / r["seconds"] for r in runs if r["variant"] == name
+            ),
+            "tokens": statistics.median(r["tokens"] for r in runs if r["variant"] == name),
+        }
+        for name in variants
+    }
+    overhead = med["workflow"]["seconds"] / med["direct"]["seconds"] - 1
+    speedup = med["packing"]["tokens_per_s"] / med["direct"]["tokens_per_s"]
+    print(f"\nmedians of {args.repeats} runs, {cfg['train']['num_train_epochs']} epochs on the default data:")
+    print("| variant | wall s | tokens | tokens/s |\n|---|---:|---:|---:|")
+    for name in ("workflow", "direct", "packing"):
+        m = med[name]
+        print(f"| {name} | {m['seconds']:.1f} | {m['tokens']:.0f} | {m['tokens_per_s']:.0f} |")
+    print(f"workflow overhead: {100 * overhead:+.1f}% (target <= 3%); packing: {speedup:.2f}x tokens/s")
+    if args.out:
+        summary = {"epochs": cfg["train"]["num_train_epochs"], "medians": med, "overhead": overhead}
+        args.out.write_text(
+            json.dumps({**summary, "packing_speedup": speedup, "runs": runs}, indent=2) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

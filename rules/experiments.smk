@@ -1,0 +1,119 @@
+# Experiments side by side: a comparison of every experiment, the pick of the one to serve, and a run
+# manifest per experiment so any result can be traced and repeated. Guide: docs/experiments.md.
+from conch.experiments import selection_mode
+
+SELECTION_METRIC = config["selection"]["metric"]
+SELECTION_MODE = selection_mode(SELECTION_METRIC, config["selection"].get("mode"))
+
+
+report: "../report/workflow.rst"
+
+
+# A checkpoint: which experiment `all` serves is only known once the comparison has run.
+checkpoint compare_experiments:
+    input:
+        metrics=expand(rules.evaluate.output.metrics, experiment=EXPERIMENTS),
+        trainer_logs=expand(
+            rules.train_adapter.output.trainer_log, experiment=EXPERIMENTS
+        ),
+        code=conch_code("experiments"),
+    output:
+        table=report(
+            "results/compare/experiments.csv",
+            caption="../report/comparison_table.rst",
+            category="1. Comparison",
+            labels={"figure": "metrics of every experiment"},
+        ),
+        chart=report(
+            "results/compare/metric_by_experiment.png",
+            caption="../report/comparison_chart.rst",
+            category="1. Comparison",
+            labels={"figure": "selection metric per experiment"},
+        ),
+        loss_curves=report(
+            "results/compare/loss_curves.png",
+            caption="../report/loss_curves.rst",
+            category="1. Comparison",
+            labels={"figure": "training loss, all experiments"},
+        ),
+        best="results/compare/best.json",
+    log:
+        "logs/compare_experiments/compare_experiments.log",
+    benchmark:
+        "benchmarks/compare_experiments/compare_experiments.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        experiments=EXPERIMENTS,
+        train={name: train_config(name) for name in EXPERIMENTS},
+        metric=SELECTION_METRIC,
+        mode=SELECTION_MODE,
+    script:
+        "../workflow_scripts/compare_experiments.py"
+
+
+rule select_served:
+    input:
+        best=rules.compare_experiments.output.best,
+        serve=lambda wc: expand(
+            rules.serve.output.manifest, experiment=selected_experiment()
+        ),
+        smoke=lambda wc: expand(
+            rules.serve.output.smoke, experiment=selected_experiment()
+        ),
+        run_manifest=lambda wc: f"results/manifests/{selected_experiment()}.json",
+    output:
+        "results/serve/selected.json",
+    log:
+        "logs/select_served/select_served.log",
+    localrule: True
+    conda:
+        "../envs/eval.yaml"
+    threads: 1
+    params:
+        experiment=selected_experiment,
+        pinned=config["serve"].get("experiment"),
+    script:
+        "../workflow_scripts/select_served.py"
+
+
+rule run_manifest:
+    input:
+        train_yaml=rules.train_adapter.output.train_yaml,
+        adapter=rules.train_adapter.output.adapter,
+        base=BASE_MANIFEST,
+        dataset_info=rules.register_dataset.output[0],
+        splits=rules.prepare_dataset.output[:3],
+        code=conch_code("experiments"),
+    output:
+        report(
+            "results/manifests/{experiment}.json",
+            caption="../report/run_manifest.rst",
+            category="4. Provenance",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "file": "run manifest"},
+        ),
+    log:
+        "logs/run_manifest/{experiment}.log",
+    benchmark:
+        "benchmarks/run_manifest/{experiment}.tsv"
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    params:
+        overrides=lambda wc: EXPERIMENT_OVERRIDES[wc.experiment],
+        # Everything that determines this adapter; hashed into `config_sha256`.
+        settings=lambda wc: {
+            "dataset": DATASET,
+            "data": config["data"],
+            "base_model": config["base_model"],
+            "template": config["template"],
+            "train": train_config(wc.experiment),
+        },
+    script:
+        "../workflow_scripts/run_manifest.py"

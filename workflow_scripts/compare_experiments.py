@@ -1,0 +1,88 @@
+"""Every experiment in one table and two charts; the best by the configured metric goes to best.json."""
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from conch.experiments import comparison_rows, metric_value, select  # noqa: E402
+
+p = snakemake.params
+metrics, curves, eval_curves = {}, {}, {}
+for name, metrics_path, log_path in zip(
+    p.experiments, snakemake.input.metrics, snakemake.input.trainer_logs, strict=True
+):
+    metrics[name] = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
+    entries = [json.loads(line) for line in Path(log_path).read_text(encoding="utf-8").splitlines() if line]
+    curves[name] = [(e["epoch"], e["loss"]) for e in entries if "loss" in e]
+    eval_curves[name] = [(e["epoch"], e["eval_loss"]) for e in entries if "eval_loss" in e]
+
+try:
+    values = {e: metric_value(m, p.metric, f"results/eval/{e}/metrics.json") for e, m in metrics.items()}
+except KeyError as err:
+    raise SystemExit(f"compare_experiments: selection.metric: {err.args[0]}") from None
+choice = select(values, p.mode)
+
+rows = comparison_rows(metrics, p.train, {e: c[-1][1] if c else None for e, c in curves.items()})
+for row in rows:
+    row["rank"] = (
+        choice["ranking"].index(row["experiment"]) + 1 if row["experiment"] in choice["ranking"] else ""
+    )
+    row["selected"] = row["experiment"] == choice["best"]
+with open(snakemake.output.table, "w", encoding="utf-8", newline="") as fh:
+    fieldnames = list(dict.fromkeys(k for row in rows for k in row))
+    writer = csv.DictWriter(fh, fieldnames=fieldnames)
+    writer.writeheader()
+    # Metrics to 5 significant digits for reading; the swept training values exactly as configured.
+    swept = set(p.train[p.experiments[0]]) if p.experiments else set()
+    writer.writerows(
+        {k: float(f"{v:.5g}") if isinstance(v, float) and k not in swept else v for k, v in row.items()}
+        for row in rows
+    )
+
+best = {
+    "metric": p.metric,
+    "mode": p.mode,
+    **choice,
+    "values": values,
+    # The base model is shared, so its score is one reference line for every experiment.
+    "base_value": metric_value(metrics[choice["best"]], "base." + p.metric.split(".", 1)[1])
+    if p.metric.startswith("tuned.")
+    else None,
+}
+Path(snakemake.output.best).write_text(json.dumps(best, indent=2) + "\n", encoding="utf-8")
+
+names = list(p.experiments)
+fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 3.8))
+colors = ["C2" if n == choice["best"] else "C0" for n in names]
+ax.bar(names, [values[n] if values[n] is not None else 0 for n in names], color=colors)
+if best["base_value"] is not None:
+    ax.axhline(best["base_value"], color="grey", linestyle="--", label="base model")
+    ax.legend()
+ax.set_ylabel(f"{p.metric} ({'higher' if p.mode == 'max' else 'lower'} is better)")
+ax.set_title(f"best: {choice['best']} ({values[choice['best']]:.4g})")
+ax.tick_params(axis="x", labelrotation=30)
+fig.tight_layout()
+fig.savefig(snakemake.output.chart, dpi=100)
+plt.close(fig)
+
+fig, ax = plt.subplots(figsize=(8, 4.5))
+for i, name in enumerate(names):
+    if curves[name]:
+        ax.plot(*zip(*curves[name], strict=True), color=f"C{i % 10}", label=f"{name} train")
+    if eval_curves[name]:
+        ax.plot(*zip(*eval_curves[name], strict=True), "o--", color=f"C{i % 10}", label=f"{name} val")
+ax.set_xlabel("epoch")
+ax.set_ylabel("loss")
+ax.set_yscale("log")
+ax.legend(fontsize="small")
+fig.tight_layout()
+fig.savefig(snakemake.output.loss_curves, dpi=100)
+plt.close(fig)
+
+with open(snakemake.log[0], "w", encoding="utf-8") as log:
+    log.write(f"{p.metric} ({p.mode}): {json.dumps(values)}\nbest: {choice['best']}\n")

@@ -1,0 +1,64 @@
+"""Everything needed to trace and repeat one experiment's adapter, in one JSON file."""
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import yaml
+
+from conch.experiments import (
+    base_model_revision,
+    git_state,
+    package_versions,
+    sha256_file,
+    sha256_json,
+)
+
+inp, p = snakemake.input, snakemake.params
+experiment = snakemake.wildcards.experiment
+base = json.loads(Path(inp.base).read_text(encoding="utf-8"))
+train_args = yaml.safe_load(Path(inp.train_yaml).read_text(encoding="utf-8"))
+splits = {Path(path).stem: sha256_file(path) for path in inp.splits}
+weights = sorted(Path(base["path"]).glob("*.safetensors")) if base.get("source") == "scratch" else []
+
+manifest = {
+    "experiment": experiment,
+    "overrides": p.overrides,
+    "config_sha256": sha256_json(p.settings),
+    "settings": p.settings,
+    "llamafactory_train_yaml": train_args,
+    "train_yaml_sha256": sha256_json(train_args),
+    "data": {
+        # The model sees train (and val for eval loss); test is listed so eval results trace too.
+        "data_sha256": sha256_json([splits.get("train"), splits.get("val")]),
+        "splits_sha256": splits,
+        "dataset_info_sha256": sha256_file(inp.dataset_info),
+    },
+    "base_model": {
+        "revision": base_model_revision(base),
+        # Scratch weights are tiny and built here, so their hash is cheap proof of the seed's result.
+        "weights_sha256": {w.name: sha256_file(w) for w in weights},
+        "manifest": base,
+    },
+    "adapter_sha256": sha256_file(inp.adapter),
+    "packages": {"python": platform.python_version(), **package_versions()},
+    "platform": platform.platform(),
+    # conch/__init__.py is the first code input: its grandparent is the workflow checkout.
+    "code": {
+        **git_state(Path(inp.code[0]).resolve().parents[1]),
+        "recorded": "when this manifest was written, right after training",
+    },
+    "repeat": [
+        f"llamafactory-cli train {inp.train_yaml}",
+        f"snakemake --forcerun train_adapter {inp.adapter}",
+    ],
+}
+Path(snakemake.output[0]).write_text(
+    json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+)
+with open(snakemake.log[0], "w", encoding="utf-8") as log:
+    log.write(
+        f"{experiment}: config {manifest['config_sha256'][:12]} data {manifest['data']['data_sha256'][:12]} "
+        f"adapter {manifest['adapter_sha256'][:12]} (python {sys.version.split()[0]})\n"
+    )
