@@ -107,13 +107,15 @@ if [[ $ACCOUNTING == slurmdbd ]]; then
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
 AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux"
 else
   ACCOUNTING_CONF="AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none"
 fi
 
-# KillWait=5: a job past its time limit gets SIGTERM, then SIGKILL 5 s later (default 30 s), so the
+# job_comment (above): sacct keeps the comment the slurm plugin gives each job (rule_<name>_wildcards_...),
+# so the tests can tell which rule a job ran. KillWait=5: a job past its time limit gets SIGTERM, then SIGKILL 5 s later (default 30 s), so the
 # time-limit test does not wait. MinJobAge=300 keeps finished jobs visible to squeue for the plugin.
 write_if_changed $CONF 0644 <<CONF
 # written by conch ci/start-slurm.sh
