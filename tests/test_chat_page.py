@@ -76,9 +76,20 @@ def browser():
     from websockets.sync.client import connect
 
     profile = Path(tempfile.mkdtemp(prefix="conch-chromium-"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1000,700", "about:blank"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        "--window-size=1000,700",
+        "about:blank",
+    ]
     proc = subprocess.Popen([CHROMIUM, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sockets = []
     try:
@@ -90,7 +101,9 @@ def browser():
         port = port_file.read_text().split()[0]
 
         def open_tab(url: str) -> Page:
-            target = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page")
+            target = next(
+                t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"
+            )
             ws = connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
             sockets.append(ws)
             page = Page(ws)

@@ -24,6 +24,13 @@ def _left_pad(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
+def _rows_columns(cache: DynamicCache, row: int, columns: torch.Tensor) -> list:
+    return [
+        (layer.keys[row : row + 1, :, columns].clone(), layer.values[row : row + 1, :, columns].clone())
+        for layer in cache.layers
+    ]
+
+
 class KVBatch:
     def __init__(self, model, pad_token_id: int, prefixes: PrefixCache | None = None):
         self.model = model
@@ -87,20 +94,21 @@ class KVBatch:
             raise NotImplementedError("conch's batcher needs a full-attention KV cache (no sliding windows)")
         if self.prefixes:
             for row, prompt in enumerate(prompts):
-                if keep := self.prefixes.candidate(prompt):
-                    columns = mask[row].nonzero().squeeze(-1)[:keep]
-                    self.prefixes.remember(
-                        prompt[:keep],
-                        [
-                            (
-                                layer.keys[row : row + 1, :, columns].clone(),
-                                layer.values[row : row + 1, :, columns].clone(),
-                            )
-                            for layer in cache.layers
-                        ],
-                    )
+                columns = mask[row].nonzero().squeeze(-1)  # this row's real tokens, in order
+                for n in self.prefixes.wanted(prompt):
+                    self.prefixes.remember(prompt[:n], _rows_columns(cache, row, columns[:n]))
         self._splice(cache, mask, mask.sum(-1))
         return out.logits[:, -1].float()
+
+    @torch.inference_mode()
+    def pin_prefix(self, ids: list[int]) -> None:
+        """Compute and keep the KV of `ids` (e.g. the chat template's head) for every later prompt."""
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+        self.prefixes.remember(
+            ids,
+            _rows_columns(out.past_key_values, 0, torch.arange(len(ids), device=self.device)),
+            pinned=True,
+        )
 
     def _splice(self, cache: DynamicCache, mask: torch.Tensor, positions: torch.Tensor) -> None:
         if self.mask is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import random
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from conch.modeling import stop_token_ids
+from conch.modeling import render, stop_token_ids
 from conch.server.batch import KVBatch
-from conch.server.prefix import PrefixCache
+from conch.server.prefix import PrefixCache, common_prefix_len
 from conch.server.sampling import SamplingParams, sample
 from conch.server.text import TextAssembler
 
@@ -127,6 +128,8 @@ class Engine:
         self.batch.keep([0])
         self.batch.decode([ids[0]])
         self.batch.clear()
+        if self.batch.prefixes is not None and (head := template_head(self.tokenizer)):
+            self.batch.pin_prefix(head)
         self._thread.start()
         return self
 
@@ -147,9 +150,12 @@ class Engine:
             generator,
         )
         with self._cv:
-            if len(self.waiting) >= self.max_queue:
+            # Requests that will take a free slot at the next step are not queued behind anyone.
+            queued = len(self.waiting) - (self.max_batch_size - len(self.rows))
+            if queued >= self.max_queue:
                 raise QueueFull(
-                    f"model {self.name!r} has {len(self.waiting)} requests queued (limit {self.max_queue})"
+                    f"model {self.name!r} has {queued} requests queued for its {self.max_batch_size} busy "
+                    f"slots (limit {self.max_queue})"
                 )
             self.waiting.append(req)
             self._cv.notify()
@@ -168,7 +174,11 @@ class Engine:
 
     def snapshot(self) -> dict[str, float]:
         with self._count_lock:
-            return dict(self.counters)
+            events = dict(self.counters)
+        prefixes = self.batch.prefixes
+        events["prefix_hits"] = prefixes.hits if prefixes else 0
+        events["prefix_hit_tokens"] = prefixes.hit_tokens if prefixes else 0
+        return events
 
     @property
     def queue_depth(self) -> int:
@@ -198,7 +208,7 @@ class Engine:
         req.finished = Completion(req.text.text, reason, len(req.prompt_ids), req.generated, error)
         self._count(**{f"finished_{reason}": 1})
         items = ([tail] if tail and req.stream else []) + [req.finished]
-        req.loop.call_soon_threadsafe(_deliver, [(req, item) for item in items])
+        _post(req.loop, [(req, item) for item in items])
 
     def _admit(self) -> list[Request]:
         with self._cv:
@@ -275,7 +285,7 @@ class Engine:
         for req, piece in deliveries:
             by_loop[req.loop].append((req, piece))
         for loop, items in by_loop.items():
-            loop.call_soon_threadsafe(_deliver, items)
+            _post(loop, items)
 
     def _drop_done(self) -> None:
         with self._cv:
@@ -286,6 +296,23 @@ class Engine:
             if len(keep) != len(self.rows):
                 self.rows = [self.rows[i] for i in keep]
                 self.batch.keep(keep)
+
+
+def template_head(tokenizer) -> list[int]:
+    """The tokens every default chat prompt starts with: system prompt and the user-turn marker."""
+    try:
+        a, b = ({"role": "user", "content": text} for text in ("a", "b"))
+        first, second = (
+            tokenizer(render(tokenizer, [m]), add_special_tokens=False)["input_ids"] for m in (a, b)
+        )
+    except Exception:  # a template that cannot render a bare user turn simply gets no head
+        return []
+    return first[: common_prefix_len(first, second)]
+
+
+def _post(loop: asyncio.AbstractEventLoop, items: list) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting for these any more
+        loop.call_soon_threadsafe(_deliver, items)
 
 
 def _deliver(items: list[tuple[Request, object]]) -> None:

@@ -1,10 +1,14 @@
-"""KV of recently seen prompt prefixes, so a prompt only pays for the tokens after them.
+"""KV of prompt prefixes seen before, so a prompt only pays for the tokens after them.
 
-Chat prompts rendered with one template share a long head (the system prompt and role markers; in a
-conversation, all earlier turns). When a prompt arrives, its longest common prefix with the previous prompt is
-remembered, taken from the keys and values just computed; a later prompt that starts with a remembered prefix
-is prefilled from there. A causal model's key/value at position i depends only on tokens up to i, so this is
-exact up to float rounding (about 1e-7 in the logits).
+What is remembered:
+- the chat template's head (system prompt and the user-turn marker), computed at start-up and never evicted:
+  every chat request that keeps the default system prompt starts with it;
+- each prompt (all but its last token): the next turn of that conversation starts with it;
+- the common prefix of consecutive prompts (e.g. a shared custom system prompt or RAG instructions).
+Entries are evicted least recently used first, to stay under a token budget.
+
+A causal model's key/value at position i depends only on tokens up to i, so reusing them is exact up to float
+rounding (about 1e-7 in the logits).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import collections
 
 import torch
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv heads, tokens, head dim)
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -23,41 +29,55 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 
 
 class PrefixCache:
-    def __init__(self, max_entries: int = 8, min_tokens: int = 8, max_tokens: int = 4096):
-        self.max_entries, self.min_tokens, self.max_tokens = max_entries, min_tokens, max_tokens
-        # prefix token ids -> per layer (keys, values), each (1, kv heads, len, head dim); least recent first
-        self.entries: collections.OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = (
-            collections.OrderedDict()
-        )
+    def __init__(self, max_tokens: int = 8192, min_tokens: int = 8):
+        self.max_tokens, self.min_tokens = max_tokens, min_tokens
+        self.pinned: dict[tuple[int, ...], KV] = {}
+        self.entries: collections.OrderedDict[tuple[int, ...], KV] = collections.OrderedDict()  # LRU first
+        self._tokens = 0
         self._previous: list[int] = []
         self.hits = self.hit_tokens = 0
 
-    def lookup(self, ids: list[int]) -> tuple[tuple[int, ...], list] | None:
+    def lookup(self, ids: list[int]) -> tuple[tuple[int, ...], KV] | None:
         """The longest remembered prefix of `ids` that leaves at least one token to run."""
         best = None
-        for key in self.entries:
-            if (
-                len(key) < len(ids)
-                and (best is None or len(key) > len(best))
-                and tuple(ids[: len(key)]) == key
-            ):
-                best = key
+        for table in (self.pinned, self.entries):
+            for key in table:
+                if (
+                    len(key) < len(ids)
+                    and (best is None or len(key) > len(best))
+                    and tuple(ids[: len(key)]) == key
+                ):
+                    best = key
         if best is None:
             return None
-        self.entries.move_to_end(best)
+        if best in self.entries:
+            self.entries.move_to_end(best)
         self.hits += 1
         self.hit_tokens += len(best)
-        return best, self.entries[best]
+        return best, self.pinned.get(best) or self.entries[best]
 
-    def candidate(self, ids: list[int]) -> int:
-        """How many leading tokens of `ids` are worth remembering (shared with the previous prompt); 0 if none."""
-        n = min(common_prefix_len(ids, self._previous), len(ids) - 1, self.max_tokens)
+    def wanted(self, ids: list[int]) -> list[int]:
+        """Lengths of the prefixes of `ids` worth remembering once it has run."""
+        shared = common_prefix_len(ids, self._previous)
         self._previous = ids
-        if n < self.min_tokens or tuple(ids[:n]) in self.entries:
-            return 0
-        return n
+        lengths = {min(shared, len(ids) - 1), len(ids) - 1}
+        return sorted(
+            n for n in lengths if self.min_tokens <= n <= self.max_tokens and not self._known(ids[:n])
+        )
 
-    def remember(self, ids: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.entries[tuple(ids)] = kv
-        while len(self.entries) > self.max_entries:
-            self.entries.popitem(last=False)
+    def _known(self, ids: list[int]) -> bool:
+        key = tuple(ids)
+        return key in self.pinned or key in self.entries
+
+    def remember(self, ids: list[int], kv: KV, pinned: bool = False) -> None:
+        key = tuple(ids)
+        if pinned:
+            self.pinned[key] = kv
+            return
+        if key in self.entries:
+            return
+        self.entries[key] = kv
+        self._tokens += len(key)
+        while self._tokens > self.max_tokens and self.entries:
+            old, _ = self.entries.popitem(last=False)
+            self._tokens -= len(old)

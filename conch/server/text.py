@@ -74,9 +74,9 @@ class TextAssembler:
 
     def pending(self) -> str:
         """Text that is now certain to be part of the answer and has not been handed out yet."""
-        end = len(self.text.rstrip())
-        if not self.finished:
-            end = min(end, len(self.text) - self._stop_prefix_len())
+        # Trailing whitespace waits: it is dropped if the answer ends there (or a stop string starts there).
+        certain = self.text if self.finished else self.text[: len(self.text) - self._stop_prefix_len()]
+        end = len(certain.rstrip())
         if end <= self._sent:
             return ""
         piece, self._sent = self.text[self._sent : end], end
