@@ -14,6 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO.parent / "shared" / "datasets" / "llamafactory-demo"
+TINY_RUN_HF_TOKEN = "hf_conchTinyRunSecret_0123456789abcdef"
 
 
 def default_config() -> dict:
@@ -86,7 +87,8 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
 def tiny_run(tmp_path_factory) -> Path:
     """A finished run of the whole DAG on the tiny config; treat as read-only (copy it to change things)."""
     workdir = make_workdir(tmp_path_factory.mktemp("tiny_run"), tiny_config())
-    snakemake(workdir)
+    # A token in the environment, as on a real machine; tests/test_secrets.py checks it reached no file.
+    snakemake(workdir, env={"HF_TOKEN": TINY_RUN_HF_TOKEN})
     return workdir
 
 

@@ -26,13 +26,34 @@ if not torch.cuda.is_available():
     args["bf16"] = args["fp16"] = False  # CPU kernels: full precision
 
 # LLaMA-Factory resumes from the last checkpoint in output_dir. Only allow that for the very same run
-# (an interrupted job); checkpoints of a run with other arguments or data are stale and removed.
-data_hash = hashlib.sha256(Path(snakemake.input.train).read_bytes()).hexdigest()
-run_id = hashlib.sha256(json.dumps([args, data_hash], sort_keys=True).encode()).hexdigest()[:16]
+# (an interrupted job); checkpoints of a run with other arguments, data or base model are stale and removed.
+# The base model's path stays the same when it is rebuilt, so its files' sizes and times are hashed too.
+base_dir = Path(args["model_name_or_path"])
+base_files = sorted(f for f in base_dir.rglob("*") if f.is_file()) if base_dir.is_dir() else []
+base_stamp = [(str(f.relative_to(base_dir)), f.stat().st_size, f.stat().st_mtime_ns) for f in base_files]
+data_hashes = [
+    hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in (snakemake.input.train, snakemake.input.val)
+]
+run_key = [args, data_hashes, Path(snakemake.input.base).read_text(encoding="utf-8"), base_stamp]
+run_id = hashlib.sha256(json.dumps(run_key, sort_keys=True).encode()).hexdigest()[:16]
 stamp = out_dir / ".conch_run_id"
-if stamp.exists() and stamp.read_text().strip() != run_id:
+# No stamp, no proof: checkpoints of unknown origin are not resumed either.
+if not stamp.exists() or stamp.read_text().strip() != run_id:
     for stale in out_dir.glob("checkpoint-*"):
         shutil.rmtree(stale)
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: without it (a kill while saving), resuming would crash."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+for half_saved in [c for c in out_dir.glob("checkpoint-*") if c.is_dir() and not is_complete(c)]:
+    shutil.rmtree(half_saved)
 out_dir.mkdir(parents=True, exist_ok=True)
 stamp.write_text(run_id + "\n")
 
