@@ -85,3 +85,28 @@ def test_workflow_refuses_a_bad_config_before_any_job(tmp_path):
     assert "config key eval.max_new_tokenz: unknown key; did you mean 'max_new_tokens'?" in out
     assert "Traceback" not in out
     assert not (tmp_path / "results").exists()
+
+
+def test_every_kind_of_bad_value_is_refused_before_any_job(tmp_path):
+    """A real (not dry) run with one problem of each kind: all named at once, nothing runs."""
+    cfg = with_change("train.learning_rate", -1.0e-4)
+    cfg["train"].update(lora_rank=0, num_train_epochs="three")
+    cfg["template"] = "qwen3000"
+    cfg["base_model"] = {"source": "hf"}
+    cfg["data"]["max_chars"] = [8000]
+    cfg["eval"]["max_new_tokenz"] = 8
+    proc = snakemake(make_workdir(tmp_path, cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    for expected in (
+        "7 problem(s) in config",
+        "config key train.learning_rate: -0.0001 is less than or equal to the minimum of 0",
+        "config key train.lora_rank: 0 is less than the minimum of 1",
+        "config key train.num_train_epochs: 'three' is not of type 'number'",
+        "config key template: 'qwen3000' is not a LLaMA-Factory template; did you mean",
+        "config key base_model: 'repo_id' is a required property",
+        "config key data.max_chars: [8000] is not of type 'integer'",
+        "config key eval.max_new_tokenz: unknown key; did you mean 'max_new_tokens'?",
+    ):
+        assert expected in out, expected
+    assert not any((tmp_path / d).exists() for d in ("results", "logs", "benchmarks"))
