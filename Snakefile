@@ -30,6 +30,7 @@ include: "rules/eval.smk"
 include: "rules/serve.smk"
 include: "rules/experiments.smk"
 include: "rules/rag.smk"
+include: "rules/preference.smk"
 
 
 rule all:

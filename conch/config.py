@@ -15,6 +15,7 @@ import jsonschema
 from conch.errors import ConfigError
 from conch.experiments import all_experiments
 from conch.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
+from conch.preference.checks import problems as preference_problems
 
 
 def _key(path) -> str:
@@ -127,6 +128,7 @@ def problems(config: dict, schema: dict) -> list[str]:
             if set(error.absolute_path) & set(overrides):
                 found.append(f"config key experiments.{name}.{_key(error.absolute_path)}: {error.message}")
     found += _unknown_train_keys(config)
+    found += preference_problems(config)
     grid_found = _grid_problems(config, train_schema)
     found += grid_found or _experiment_problems(config, schema["properties"]["experiments"].get("default"))
     templates = known_templates()

@@ -106,10 +106,23 @@ onstart:
         raise WorkflowError(str(err)) from None
 
 
+def served_model(experiment):
+    """The model `serve` serves: with the preference branch on, its aligned model (rules/preference.smk:
+    preference.serve, default the first of preference.methods); else the merged SFT model.
+    """
+    pref = config["preference"]
+    method = pref.get("serve") or (pref["methods"][0] if pref["methods"] else "sft")
+    if method == "sft":
+        return f"results/merged/{experiment}/model"
+    return f"results/{method}/{experiment}/model"
+
+
 def final_outputs():
-    # experiment_outputs: rules/experiments.smk; rag_outputs: rules/rag.smk
+    # experiment_outputs: rules/experiments.smk; rag_outputs: rules/rag.smk;
+    # preference_outputs: rules/preference.smk
     return (
         expand("results/eval/{experiment}/report.html", experiment=EXPERIMENTS)
         + experiment_outputs()
         + rag_outputs()
+        + preference_outputs()
     )

@@ -1,6 +1,6 @@
 rule serve:
     input:
-        model=rules.merge_adapter.output.model,
+        model=lambda wc: served_model(wc.experiment),
         check=rules.merge_adapter.output.check,
         code=conch_code("server", "modeling", "gpus"),
     output:

@@ -1,0 +1,272 @@
+# Preference tuning branch (docs/preference.md): preference pairs -> DPO/KTO adapters, a reward model and
+# PPO on top of each experiment's SFT model -> a side-by-side evaluation; `serve` serves the aligned model.
+# Only defined when preference.methods names a method; the default config leaves the branch off.
+from conch.preference.stages import ppo_lora_settings
+
+PREF = config["preference"]
+PREF_METHODS = PREF["methods"]
+PREF_DATASET = PREF.get("dataset") or f"{DATASET}_pref"
+PREF_DIR = f"results/data/{PREF_DATASET}"
+PPO_CFG = PREF["ppo"]
+# PPO's reward model: the one `stage: rm` trains here, or a directory named in config.
+RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
+
+
+def pref_train_config(experiment, block):
+    """The experiment's SFT keys, then the preference block's; null drops a key."""
+    merged = {**train_config(experiment), **(block or {})}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def reward_model_dir(wildcards=None):
+    if RM_TRAINED:
+        return "results/reward_model/{experiment}/model"
+    return PPO_CFG.get("reward_model")
+
+
+def aligned_model(method):
+    return f"results/{method}/{{experiment}}/model"
+
+
+def preference_outputs():
+    if not PREF_METHODS:
+        return []
+    return expand(
+        "results/eval_preference/{experiment}/report.html", experiment=EXPERIMENTS
+    )
+
+
+if PREF_METHODS:
+
+    wildcard_constraints:
+        method="dpo|kto",
+
+    rule prepare_preference:
+        input:
+            raw=PREF["data"].get("raw", []),
+            code=conch_code("data", "preference", "registry"),
+        output:
+            train=f"{PREF_DIR}/train.jsonl",
+            val=f"{PREF_DIR}/val.jsonl",
+            test=f"{PREF_DIR}/test.jsonl",
+            kto_train=f"{PREF_DIR}/kto_train.jsonl",
+            kto_val=f"{PREF_DIR}/kto_val.jsonl",
+            kto_test=f"{PREF_DIR}/kto_test.jsonl",
+            rejects=f"{PREF_DIR}/rejects.jsonl",
+            stats=f"{PREF_DIR}/stats.json",
+            dataset_info=f"{PREF_DIR}/dataset_info.json",
+        log:
+            f"logs/prepare_preference/{PREF_DATASET}.log",
+        benchmark:
+            f"benchmarks/prepare_preference/{PREF_DATASET}.tsv"
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            **{k: v for k, v in PREF["data"].items() if k != "raw"},
+            dataset=PREF_DATASET,
+        script:
+            "../workflow_scripts/pref_prepare.py"
+
+    rule train_preference:
+        input:
+            dataset_info=rules.prepare_preference.output.dataset_info,
+            train=lambda wc: getattr(
+                rules.prepare_preference.output,
+                "kto_train" if wc.method == "kto" else "train",
+            ),
+            val=rules.prepare_preference.output.val,
+            sft_model=rules.merge_adapter.output.model,
+            sft_adapter=rules.train_adapter.output.adapter,
+            base=BASE_MANIFEST,
+            code=conch_code("lf", "preference"),
+        output:
+            adapter="results/{method}/{experiment}/adapter/adapter_model.safetensors",
+            train_yaml="results/{method}/{experiment}/adapter/train_config.yaml",
+            trainer_log="results/{method}/{experiment}/adapter/trainer_log.jsonl",
+            loss_plot="results/{method}/{experiment}/adapter/training_loss.png",
+        log:
+            "logs/train_preference/{method}_{experiment}.log",
+        benchmark:
+            "benchmarks/train_preference/{method}_{experiment}.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: config["compute"]["threads"]
+        resources:
+            **gpu_resources(),
+        params:
+            train=lambda wc: pref_train_config(wc.experiment, PREF["train"]),
+            start_from=PREF["start_from"],
+            dataset=PREF_DATASET,
+            template=config["template"],
+        script:
+            "../workflow_scripts/pref_train.py"
+
+    rule merge_preference:
+        input:
+            adapter=rules.train_preference.output.adapter,
+            sft_model=rules.merge_adapter.output.model,
+            base=BASE_MANIFEST,
+            code=conch_code("lf", "preference"),
+        output:
+            model=directory("results/{method}/{experiment}/model"),
+            export_yaml="results/{method}/{experiment}/export_config.yaml",
+        log:
+            "logs/merge_preference/{method}_{experiment}.log",
+        benchmark:
+            "benchmarks/merge_preference/{method}_{experiment}.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: config["compute"]["threads"]
+        resources:
+            **gpu_resources(),
+        params:
+            train=lambda wc: pref_train_config(wc.experiment, PREF["train"]),
+            start_from=PREF["start_from"],
+            template=config["template"],
+        script:
+            "../workflow_scripts/pref_merge.py"
+
+    rule train_reward_model:
+        input:
+            dataset_info=rules.prepare_preference.output.dataset_info,
+            train=rules.prepare_preference.output.train,
+            val=rules.prepare_preference.output.val,
+            sft_model=rules.merge_adapter.output.model,
+            sft_adapter=rules.train_adapter.output.adapter,
+            base=BASE_MANIFEST,
+            code=conch_code("lf", "preference"),
+        output:
+            adapter="results/reward_model/{experiment}/adapter/adapter_model.safetensors",
+            value_head="results/reward_model/{experiment}/adapter/value_head.safetensors",
+            train_yaml="results/reward_model/{experiment}/adapter/train_config.yaml",
+            trainer_log="results/reward_model/{experiment}/adapter/trainer_log.jsonl",
+            loss_plot="results/reward_model/{experiment}/adapter/training_loss.png",
+        log:
+            "logs/train_reward_model/{experiment}.log",
+        benchmark:
+            "benchmarks/train_reward_model/{experiment}.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: config["compute"]["threads"]
+        resources:
+            **gpu_resources(),
+        params:
+            train=lambda wc: pref_train_config(
+                wc.experiment, PREF["reward_model"]["train"]
+            ),
+            start_from="merged",
+            dataset=PREF_DATASET,
+            template=config["template"],
+            stage="rm",
+        script:
+            "../workflow_scripts/pref_train.py"
+
+    # LLaMA-Factory's adapter + value head -> a sequence-classification model that TRL's PPO can use,
+    # checked against LLaMA-Factory's own `do_predict` scores on the held-out pairs.
+    rule convert_reward_model:
+        input:
+            adapter=rules.train_reward_model.output.adapter,
+            value_head=rules.train_reward_model.output.value_head,
+            sft_model=rules.merge_adapter.output.model,
+            dataset_info=rules.prepare_preference.output.dataset_info,
+            test=rules.prepare_preference.output.test,
+            train=rules.prepare_preference.output.train,
+            code=conch_code("lf", "preference", "modeling"),
+        output:
+            model=directory("results/reward_model/{experiment}/model"),
+            predict_yaml="results/reward_model/{experiment}/predict_config.yaml",
+            check="results/reward_model/{experiment}/conversion_check.json",
+        log:
+            "logs/convert_reward_model/{experiment}.log",
+        benchmark:
+            "benchmarks/convert_reward_model/{experiment}.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: config["compute"]["threads"]
+        resources:
+            **gpu_resources(),
+        params:
+            train=lambda wc: pref_train_config(
+                wc.experiment, PREF["reward_model"]["train"]
+            ),
+            dataset=PREF_DATASET,
+            template=config["template"],
+        script:
+            "../workflow_scripts/pref_convert_rm.py"
+
+    rule train_ppo:
+        input:
+            sft_model=rules.merge_adapter.output.model,
+            reward_model=reward_model_dir(),
+            prompts=(
+                [
+                    rules.prepare_preference.output.train,
+                    rules.prepare_preference.output.kto_train,
+                ]
+                if PPO_CFG.get("prompts") == "preference"
+                else [rules.prepare_dataset.output.train]
+            ),
+            eval_prompts=(
+                rules.prepare_preference.output.val
+                if PPO_CFG.get("prompts") == "preference"
+                else rules.prepare_dataset.output.val
+            ),
+            code=conch_code("preference", "modeling"),
+        output:
+            model=directory("results/ppo/{experiment}/model"),
+            adapter=directory("results/ppo/{experiment}/adapter"),
+            ppo_yaml="results/ppo/{experiment}/ppo_config.yaml",
+            ppo_log="results/ppo/{experiment}/ppo_log.jsonl",
+            reward_plot="results/ppo/{experiment}/training_rewards.png",
+        log:
+            "logs/train_ppo/{experiment}.log",
+        benchmark:
+            "benchmarks/train_ppo/{experiment}.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: config["compute"]["threads"]
+        resources:
+            **gpu_resources(),
+        params:
+            lora=lambda wc: ppo_lora_settings(
+                pref_train_config(wc.experiment, PREF["train"])
+            ),
+            ppo=PPO_CFG.get("train") or {},
+            max_prompts=PPO_CFG.get("max_prompts"),
+        script:
+            "../workflow_scripts/pref_ppo.py"
+
+    rule evaluate_preference:
+        input:
+            pairs=rules.prepare_preference.output.test,
+            sft_test=rules.prepare_dataset.output.test,
+            sft_model=rules.merge_adapter.output.model,
+            aligned=[aligned_model(m) for m in PREF_METHODS],
+            reward_model=reward_model_dir() if "ppo" in PREF_METHODS else [],
+            code=conch_code("preference", "modeling", "metrics"),
+        output:
+            metrics="results/eval_preference/{experiment}/metrics.json",
+            samples="results/eval_preference/{experiment}/samples.tsv",
+            chart="results/eval_preference/{experiment}/preference.png",
+            report="results/eval_preference/{experiment}/report.html",
+        log:
+            "logs/evaluate_preference/{experiment}.log",
+        benchmark:
+            "benchmarks/evaluate_preference/{experiment}.tsv"
+        conda:
+            "../envs/eval.yaml"
+        threads: config["compute"]["threads"]
+        resources:
+            **gpu_resources(),
+        params:
+            methods=PREF_METHODS,
+            max_samples=PREF["eval"].get("max_samples"),
+            max_new_tokens=PREF["eval"]["max_new_tokens"],
+            batch_size=config["eval"]["batch_size"],
+            persona_names=config["eval"]["persona_names"],
+        script:
+            "../workflow_scripts/pref_evaluate.py"

@@ -1,0 +1,74 @@
+"""SFT vs each aligned model on held-out pairs and the SFT test split (conch/preference/evaluate.py)."""
+
+import csv
+import json
+from pathlib import Path
+
+from conch import gpus
+from conch.preference.evaluate import evaluate_model, reward_accuracy
+from conch.preference.report import chart, html_report
+from conch.preference.reward import load_reward_model
+
+gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
+p = snakemake.params
+
+
+def read(path):
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+pairs = read(snakemake.input.pairs)[: p.max_samples or None]
+sft_records = read(snakemake.input.sft_test)[: p.max_samples or None]
+if not pairs:
+    raise SystemExit(
+        f"evaluate_preference: {snakemake.input.pairs} is empty; raise preference.data.test_fraction"
+    )
+aligned = snakemake.input.aligned
+aligned = [aligned] if isinstance(aligned, str) else list(aligned)
+models = {"sft": snakemake.input.sft_model, **dict(zip(p.methods, aligned, strict=True))}
+
+reward = load_reward_model(snakemake.input.reward_model) if snakemake.input.reward_model else None
+results, answers = {}, {}
+for name, path in models.items():
+    results[name], answers[name] = evaluate_model(
+        path,
+        pairs,
+        sft_records,
+        reward=reward,
+        max_new_tokens=p.max_new_tokens,
+        batch_size=p.batch_size,
+        persona_names=p.persona_names,
+    )
+metrics = {
+    "n_pairs": len(pairs),
+    "n_sft": len(sft_records),
+    "max_new_tokens": p.max_new_tokens,
+    "models": results,
+}
+if reward is not None:
+    metrics["reward_model"] = {"path": snakemake.input.reward_model, **reward_accuracy(*reward, pairs)}
+Path(snakemake.output.metrics).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+
+samples = [
+    {
+        "prompt": pair["messages"][-1]["content"],
+        "chosen": pair["chosen"]["content"],
+        "rejected": pair["rejected"]["content"],
+        **{name: answers[name][i] for name in models},
+    }
+    for i, pair in enumerate(pairs)
+]
+with open(snakemake.output.samples, "w", encoding="utf-8", newline="") as fh:
+    writer = csv.DictWriter(fh, fieldnames=list(samples[0]), delimiter="\t")
+    writer.writeheader()
+    writer.writerows(samples)
+chart(metrics, snakemake.output.chart)
+page = html_report(
+    f"conch preference eval: {snakemake.wildcards.experiment}", metrics, samples, [snakemake.output.chart]
+)
+Path(snakemake.output.report).write_text(page, encoding="utf-8")
+with open(snakemake.log[0], "w", encoding="utf-8") as log:
+    for name, values in results.items():
+        log.write(f"{name}: {json.dumps(values, ensure_ascii=False)}\n")
+    if reward is not None:
+        log.write(f"reward model: {json.dumps(metrics['reward_model'])}\n")

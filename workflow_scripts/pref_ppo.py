@@ -1,0 +1,74 @@
+"""PPO with TRL's PPOTrainer: the SFT model, a new LoRA adapter, the reward model's scores on its answers."""
+
+import json
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from conch import gpus, lf  # noqa: E402
+from conch.preference.ppo import train_ppo  # noqa: E402
+from conch.preference.prepare import prompts  # noqa: E402
+from conch.preference.stages import PPO_DEFAULTS  # noqa: E402
+
+gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
+p = snakemake.params
+
+
+def read(paths):
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    return [json.loads(line) for f in paths for line in Path(f).read_text(encoding="utf-8").splitlines()]
+
+
+train_prompts = prompts(read(snakemake.input.prompts))[: p.max_prompts or None]
+eval_prompts = prompts(read(snakemake.input.eval_prompts))
+if not train_prompts:
+    sys.exit(f"train_ppo: no prompts in {snakemake.input.prompts}")
+out = Path(snakemake.output.model).parent
+ppo_args = {**PPO_DEFAULTS, **p.ppo}
+# Kept beside the output, like LLaMA-Factory's YAML: what this PPO run was given.
+lf.write_yaml(
+    {
+        "policy": snakemake.input.sft_model,
+        "reward_model": snakemake.input.reward_model,
+        "prompts": len(train_prompts),
+        "ppo": ppo_args,
+    },
+    snakemake.output.ppo_yaml,
+)
+with open(snakemake.log[0], "w", encoding="utf-8") as log:
+    log.write(f"PPO on {len(train_prompts)} prompts, reward model {snakemake.input.reward_model}\n")
+# TRL prints its progress; keep it in the rule's log with the rest.
+with open(snakemake.log[0], "a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
+    result = train_ppo(
+        policy_path=snakemake.input.sft_model,
+        reward_path=snakemake.input.reward_model,
+        train_contexts=train_prompts,
+        eval_contexts=eval_prompts,
+        out_dir=out,
+        lora_train=p.lora,
+        ppo_args=ppo_args,
+        max_prompt_tokens=p.lora.get("cutoff_len", 1024),
+    )
+history = result["log_history"]
+Path(snakemake.output.ppo_log).write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot([h["episode"] for h in history], [h["objective/scores"] for h in history], marker="o", label="reward")
+ax.plot(
+    [h["episode"] for h in history],
+    [h["objective/rlhf_reward"] for h in history],
+    label="reward - KL penalty",
+)
+ax.set_xlabel("episode (prompts answered)")
+ax.set_title("PPO: reward model score of sampled answers")
+ax.legend()
+fig.tight_layout()
+fig.savefig(snakemake.output.reward_plot, dpi=100)
+with open(snakemake.log[0], "a", encoding="utf-8") as log:
+    for h in history:
+        log.write(json.dumps(h) + "\n")
+    log.write(f"PPO done: {result['updates']} updates on {result['prompts']} prompts -> {out}\n")

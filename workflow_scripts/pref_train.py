@@ -1,0 +1,35 @@
+"""dpo / kto / rm through `llamafactory-cli train`, on a YAML written from config and kept beside the adapter."""
+
+from pathlib import Path
+
+import torch
+
+from conch import gpus, launch, lf
+from conch.modeling import base_model_path
+from conch.preference.stages import prepare_output_dir, stage_args
+
+gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
+p = snakemake.params
+stage = p.get("stage") or snakemake.wildcards.method
+out_dir = Path(snakemake.output.adapter).parent
+args = stage_args(
+    stage,
+    launch.resolve_deepspeed(p.train, Path(snakemake.scriptdir).parent),
+    start_from=p.start_from,
+    sft_model=snakemake.input.sft_model,
+    base_model=base_model_path(snakemake.input.base),
+    sft_adapter=str(Path(snakemake.input.sft_adapter).parent),
+    dataset=p.dataset,
+    dataset_dir=str(Path(snakemake.input.dataset_info).parent),
+    template=p.template,
+    output_dir=str(out_dir),
+    with_val=Path(snakemake.input.val).stat().st_size > 0,
+)
+if not torch.cuda.is_available():
+    args["bf16"] = args["fp16"] = False  # CPU kernels: full precision
+prepare_output_dir(out_dir, args, [snakemake.input.train, snakemake.input.val])
+lf.write_yaml(args, snakemake.output.train_yaml)
+open(snakemake.log[0], "w").close()
+launch.run_train(
+    snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
+)
