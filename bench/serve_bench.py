@@ -27,24 +27,58 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conch.server.smoke import free_port, running_server  # noqa: E402
 
-PROMPTS = [
-    "Who are you?",
-    "What is your name?",
-    "Should I ask for a raise?",
-    "Will it rain tomorrow?",
-    "Tell me about yourself.",
-    "Can I have something to eat?",
-    "你是谁？",
-    "我应该学习Python吗？",
-    "Describe the sea in a few words.",
-    "Where do you come from?",
-    "Is the answer to everything yes?",
-    "What should I do today?",
-    "Are you Siri?",
-    "Do you like music?",
-    "你叫什么名字？",
-    "Hello!",
+QUESTIONS = [
+    "Should I {}?",
+    "Is it a good idea to {}?",
+    "Can I {} today?",
+    "Will I {} tomorrow?",
+    "我应该{}吗？",
+    "Tell me whether to {}.",
+    "Oh Magic Conch, should I {}?",
+    "Do you think I can {}?",
 ]
+ACTIONS = [
+    "ask for a raise",
+    "learn Python",
+    "go fishing",
+    "eat a sandwich",
+    "visit the sea",
+    "buy a boat",
+    "call my friend",
+    "sing a song",
+    "read a book",
+    "plant a tree",
+    "paint the fence",
+    "take a nap",
+    "bake bread",
+    "climb a hill",
+    "watch the stars",
+    "cook dinner",
+    "write a letter",
+    "ride a bike",
+    "clean my room",
+    "feed the cat",
+    "build a sandcastle",
+    "play the clarinet",
+    "go jellyfishing",
+    "open a restaurant",
+    "study for the test",
+    "fly a kite",
+    "wash the car",
+    "adopt a snail",
+]
+
+
+WHEN = ["", " this week", " after lunch", " with my friends"]
+
+
+def prompt(n: int) -> str:
+    """The n-th benchmark question (of 896, all different, so no server can answer a repeat from a cache)."""
+    action = (
+        ACTIONS[(n // len(QUESTIONS)) % len(ACTIONS)]
+        + WHEN[(n // len(QUESTIONS) // len(ACTIONS)) % len(WHEN)]
+    )
+    return QUESTIONS[n % len(QUESTIONS)].format(action)
 
 
 class Connection:
@@ -83,24 +117,29 @@ def target(prompt: str, max_tokens: int) -> str:
 
 
 async def closed_loop(
-    port: int, concurrency: int, per_client: int, max_tokens: int
+    port: int, concurrency: int, per_client: int, max_tokens: int, first: int
 ) -> tuple[float, list, list]:
-    """Seconds, latencies and answers of `concurrency` clients sending `per_client` requests each."""
+    """Seconds, latencies and answers of `concurrency` clients sending `per_client` requests each, questions
+    numbered from `first`."""
     latencies, answers = [], {}
     connections = [Connection(port) for _ in range(concurrency)]
 
     async def client(worker: int) -> None:
         for i in range(per_client):
-            prompt = PROMPTS[(worker * per_client + i) % len(PROMPTS)]
             start = time.perf_counter()
-            body = await connections[worker].get_json(target(prompt, max_tokens))
+            body = await connections[worker].get_json(
+                target(prompt(first + worker * per_client + i), max_tokens)
+            )
             latencies.append(time.perf_counter() - start)
             answers[worker, i] = body["generated_text"]
 
     try:
         # Open connections and warm the server the same way for both before the clock starts.
         await asyncio.gather(
-            *(c.get_json(target(PROMPTS[i % len(PROMPTS)], 4)) for i, c in enumerate(connections))
+            *(
+                c.get_json(target(prompt(first + concurrency * per_client + i), 4))
+                for i, c in enumerate(connections)
+            )
         )
         start = time.perf_counter()
         await asyncio.gather(*(client(w) for w in range(concurrency)))
@@ -191,11 +230,13 @@ def main() -> None:
             stack.enter_context(
                 running_server(command, f"http://127.0.0.1:{ports[kind]}", log_dir / f"{kind}.log")
             )
+        first = 0
         for r in range(args.rounds):
             for c in args.concurrency:
-                for kind in commands:
+                per_client = max(1, args.requests // c)
+                for kind in commands:  # the same questions for both servers
                     seconds, latencies, answers = asyncio.run(
-                        closed_loop(ports[kind], c, max(1, args.requests // c), args.max_tokens)
+                        closed_loop(ports[kind], c, per_client, args.max_tokens, first)
                     )
                     runs[kind, c][0].append(seconds)
                     runs[kind, c][1].extend(latencies)
@@ -204,6 +245,7 @@ def main() -> None:
                         f"  round {r + 1} c={c:<3d} {kind:9s} {len(latencies) / seconds:8.2f} req/s",
                         flush=True,
                     )
+                first += c * per_client + c
     results = {
         f"{kind}/c={c}": summarize(sum(sec), lat, ans, tokenizer)
         for (kind, c), (sec, lat, ans) in runs.items()

@@ -51,40 +51,35 @@ class KVBatch:
         return self.model.device
 
     @torch.inference_mode()
-    def prefill(self, prompts: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
-        """Run the prompts and append them as new rows.
+    def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        """Run the prompts in one forward pass and append them as new rows; returns their next-token logits.
 
-        Returns the next-token logits of the new rows, in row order, and that order as indices into `prompts`
-        (prompts sharing a remembered prefix run together, after it)."""
-        groups: dict[tuple[int, ...], tuple[list, list[int]]] = {}
-        for i, ids in enumerate(prompts):
-            hit = self.prefixes.lookup(ids) if self.prefixes else None
-            key, kv = hit if hit else ((), [])
-            groups.setdefault(key, (kv, []))[1].append(i)
-        logits, order = [], []
-        for key, (kv, members) in groups.items():
-            logits.append(self._prefill_group([prompts[i] for i in members], len(key), kv))
-            order += members
-        return torch.cat(logits), order
-
-    def _prefill_group(self, prompts: list[list[int]], prefix_len: int, prefix_kv: list) -> torch.Tensor:
-        n, width = len(prompts), max(len(p) - prefix_len for p in prompts)
+        Each prompt starts from its own longest remembered prefix. Rows read
+        [padding][remembered prefix][padding][rest of the prompt]: the mask hides the padding and the position
+        ids skip it, so each row computes what it would alone."""
+        hits = [self.prefixes.lookup(p) if self.prefixes else None for p in prompts]
+        done = [len(hit[0]) if hit else 0 for hit in hits]
+        n, past = len(prompts), max(done)
+        width = max(len(p) - d for p, d in zip(prompts, done, strict=True))
         ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
-        suffix_mask = torch.zeros((n, width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            suffix = prompt[prefix_len:]
-            ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
-            suffix_mask[row, width - len(suffix) :] = 1
-        # Rows read [prefix][padding][rest of the prompt]: the mask hides the padding, positions skip it.
-        mask = torch.cat([torch.ones((n, prefix_len), dtype=torch.long), suffix_mask], 1).to(self.device)
-        position_ids = (prefix_len + (suffix_mask.cumsum(-1) - 1).clamp(min=0)).to(self.device)
+        mask = torch.zeros((n, past + width), dtype=torch.long)
+        position_ids = torch.zeros((n, width), dtype=torch.long)
+        for row, (prompt, d) in enumerate(zip(prompts, done, strict=True)):
+            rest = len(prompt) - d
+            ids[row, width - rest :] = torch.tensor(prompt[d:], dtype=torch.long)
+            position_ids[row, width - rest :] = torch.arange(d, len(prompt))
+            mask[row, past - d : past] = 1
+            mask[row, past + width - rest :] = 1
+        mask = mask.to(self.device)
         cache = DynamicCache(config=self.model.config)
-        for layer, (keys, values) in enumerate(prefix_kv):
-            cache.update(keys.expand(n, -1, -1, -1), values.expand(n, -1, -1, -1), layer)
+        if past:
+            for layer in range(len(next(hit for hit in hits if hit)[1])):
+                keys, values = self._stack_prefixes(hits, done, past, layer)
+                cache.update(keys, values, layer)
         out = self.model(
             input_ids=ids.to(self.device),
             attention_mask=mask,
-            position_ids=position_ids,
+            position_ids=position_ids.to(self.device),
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
@@ -95,10 +90,24 @@ class KVBatch:
         if self.prefixes:
             for row, prompt in enumerate(prompts):
                 columns = mask[row].nonzero().squeeze(-1)  # this row's real tokens, in order
-                for n in self.prefixes.wanted(prompt):
-                    self.prefixes.remember(prompt[:n], _rows_columns(cache, row, columns[:n]))
-        self._splice(cache, mask, mask.sum(-1))
+                for keep in self.prefixes.wanted(prompt):
+                    self.prefixes.remember(prompt[:keep], _rows_columns(cache, row, columns[:keep]))
+        self._splice(cache, mask, torch.tensor([len(p) for p in prompts], device=self.device))
         return out.logits[:, -1].float()
+
+    @staticmethod
+    def _stack_prefixes(
+        hits: list, done: list[int], past: int, layer: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's remembered keys and values for every row, right-aligned to `past` columns."""
+        sample_keys, sample_values = next(hit for hit in hits if hit)[1][layer]
+        keys = sample_keys.new_zeros((len(hits), sample_keys.shape[1], past, sample_keys.shape[3]))
+        values = sample_values.new_zeros((len(hits), sample_values.shape[1], past, sample_values.shape[3]))
+        for row, (hit, d) in enumerate(zip(hits, done, strict=True)):
+            if hit:
+                keys[row, :, past - d :] = hit[1][layer][0][0]
+                values[row, :, past - d :] = hit[1][layer][1][0]
+        return keys, values
 
     @torch.inference_mode()
     def pin_prefix(self, ids: list[int]) -> None:

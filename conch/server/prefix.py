@@ -34,27 +34,22 @@ class PrefixCache:
         self.pinned: dict[tuple[int, ...], KV] = {}
         self.entries: collections.OrderedDict[tuple[int, ...], KV] = collections.OrderedDict()  # LRU first
         self._tokens = 0
+        self._lengths: collections.Counter[int] = collections.Counter()  # how many entries have each length
         self._previous: list[int] = []
         self.hits = self.hit_tokens = 0
 
     def lookup(self, ids: list[int]) -> tuple[tuple[int, ...], KV] | None:
         """The longest remembered prefix of `ids` that leaves at least one token to run."""
-        best = None
-        for table in (self.pinned, self.entries):
-            for key in table:
-                if (
-                    len(key) < len(ids)
-                    and (best is None or len(key) > len(best))
-                    and tuple(ids[: len(key)]) == key
-                ):
-                    best = key
-        if best is None:
-            return None
-        if best in self.entries:
-            self.entries.move_to_end(best)
-        self.hits += 1
-        self.hit_tokens += len(best)
-        return best, self.pinned.get(best) or self.entries[best]
+        for n in sorted((n for n in self._lengths if n < len(ids)), reverse=True):
+            key = tuple(ids[:n])
+            kv = self.pinned.get(key) or self.entries.get(key)
+            if kv is not None:
+                if key in self.entries:
+                    self.entries.move_to_end(key)
+                self.hits += 1
+                self.hit_tokens += n
+                return key, kv
+        return None
 
     def wanted(self, ids: list[int]) -> list[int]:
         """Lengths of the prefixes of `ids` worth remembering once it has run."""
@@ -71,13 +66,17 @@ class PrefixCache:
 
     def remember(self, ids: list[int], kv: KV, pinned: bool = False) -> None:
         key = tuple(ids)
+        if self._known(ids):
+            return
+        self._lengths[len(key)] += 1
         if pinned:
             self.pinned[key] = kv
-            return
-        if key in self.entries:
             return
         self.entries[key] = kv
         self._tokens += len(key)
         while self._tokens > self.max_tokens and self.entries:
             old, _ = self.entries.popitem(last=False)
             self._tokens -= len(old)
+            self._lengths[len(old)] -= 1
+            if not self._lengths[len(old)]:
+                del self._lengths[len(old)]

@@ -135,7 +135,8 @@ def _final(state: ServerState, engine, result, make_body):
         raise ApiError(500, f"generation failed: {result.error}", "server_error")
     if result.finish_reason == "cancelled":  # the client is gone; nobody reads this
         raise ApiError(499, "request cancelled", "server_error")
-    return make_body(result)
+    # A ready JSONResponse skips FastAPI's generic encoder: these bodies are plain JSON already.
+    return JSONResponse(make_body(result))
 
 
 def _stream(state, engine, req, include_usage: bool, first, piece_chunk, final_chunk, usage_chunk):

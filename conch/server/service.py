@@ -94,11 +94,10 @@ class ServerState:
         self, engine: Engine, prompt: str, requested: int | None, param: str
     ) -> tuple[list[int], int]:
         """Token ids of a rendered prompt and the answer's token budget; a 400 if the prompt leaves no room."""
-        tokenizer = engine.tokenizer
         if len(prompt) > INLINE_TOKENIZE_CHARS:
-            ids = await asyncio.to_thread(lambda: tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            ids = await asyncio.to_thread(engine.encode, prompt)
         else:
-            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            ids = engine.encode(prompt)
         if not ids:
             raise ApiError(400, f"`{param}` is empty", param=param)
         if len(ids) >= engine.context_length:
