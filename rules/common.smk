@@ -119,10 +119,10 @@ def served_model(experiment):
 
 def final_outputs():
     # experiment_outputs: rules/experiments.smk; rag_outputs: rules/rag.smk;
-    # preference_outputs: rules/preference.smk
+    # PREFERENCE_OUTPUTS: rules/preference.smk
     return (
         expand("results/eval/{experiment}/report.html", experiment=EXPERIMENTS)
         + experiment_outputs()
         + rag_outputs()
-        + preference_outputs()
+        + PREFERENCE_OUTPUTS
     )

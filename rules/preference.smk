@@ -1,7 +1,7 @@
 # Preference tuning branch (docs/preference.md): preference pairs -> DPO/KTO adapters, a reward model and
 # PPO on top of each experiment's SFT model -> a side-by-side evaluation; `serve` serves the aligned model.
 # Only defined when preference.methods names a method; the default config leaves the branch off.
-from conch.preference.stages import ppo_lora_settings
+from conch.preference.stages import layered_train, ppo_lora_settings
 
 PREF = config["preference"]
 PREF_METHODS = PREF["methods"]
@@ -12,28 +12,19 @@ PPO_CFG = PREF["ppo"]
 RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
 
 
-def pref_train_config(experiment, block):
-    """The experiment's SFT keys, then the preference block's; null drops a key."""
-    merged = {**train_config(experiment), **(block or {})}
-    return {key: value for key, value in merged.items() if value is not None}
-
-
-def reward_model_dir(wildcards=None):
-    if RM_TRAINED:
-        return "results/reward_model/{experiment}/model"
-    return PPO_CFG.get("reward_model")
-
-
-def aligned_model(method):
-    return f"results/{method}/{{experiment}}/model"
-
-
-def preference_outputs():
-    if not PREF_METHODS:
-        return []
-    return expand(
-        "results/eval_preference/{experiment}/report.html", experiment=EXPERIMENTS
-    )
+# Only the modules a rule's script imports: editing the evaluation must not rerun the training.
+pref_modules = lambda *names: [f"preference/{name}" for name in ("__init__", *names)]
+RM_DIR = (
+    "results/reward_model/{experiment}/model"
+    if RM_TRAINED
+    else PPO_CFG.get("reward_model")
+)
+# rules/common.smk's final_outputs: the side-by-side report of each experiment.
+PREFERENCE_OUTPUTS = (
+    expand("results/eval_preference/{experiment}/report.html", experiment=EXPERIMENTS)
+    if PREF_METHODS
+    else []
+)
 
 
 if PREF_METHODS:
@@ -44,7 +35,7 @@ if PREF_METHODS:
     rule prepare_preference:
         input:
             raw=PREF["data"].get("raw", []),
-            code=conch_code("data", "preference", "registry"),
+            code=conch_code("data", "registry", *pref_modules("records", "prepare")),
         output:
             train=f"{PREF_DIR}/train.jsonl",
             val=f"{PREF_DIR}/val.jsonl",
@@ -82,7 +73,7 @@ if PREF_METHODS:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "preference"),
+            code=conch_code("lf", "launch", "gpus", "modeling", *pref_modules("stages")),
         output:
             adapter="results/{method}/{experiment}/adapter/adapter_model.safetensors",
             train_yaml="results/{method}/{experiment}/adapter/train_config.yaml",
@@ -98,7 +89,7 @@ if PREF_METHODS:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: pref_train_config(wc.experiment, PREF["train"]),
+            train=lambda wc: layered_train(train_config(wc.experiment), PREF["train"]),
             start_from=PREF["start_from"],
             dataset=PREF_DATASET,
             template=config["template"],
@@ -110,7 +101,7 @@ if PREF_METHODS:
             adapter=rules.train_preference.output.adapter,
             sft_model=rules.merge_adapter.output.model,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "preference"),
+            code=conch_code("lf", "modeling", *pref_modules("stages")),
         output:
             model=directory("results/{method}/{experiment}/model"),
             export_yaml="results/{method}/{experiment}/export_config.yaml",
@@ -124,7 +115,7 @@ if PREF_METHODS:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: pref_train_config(wc.experiment, PREF["train"]),
+            train=lambda wc: layered_train(train_config(wc.experiment), PREF["train"]),
             start_from=PREF["start_from"],
             template=config["template"],
         script:
@@ -138,7 +129,7 @@ if PREF_METHODS:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "preference"),
+            code=conch_code("lf", "launch", "gpus", "modeling", *pref_modules("stages")),
         output:
             adapter="results/reward_model/{experiment}/adapter/adapter_model.safetensors",
             value_head="results/reward_model/{experiment}/adapter/value_head.safetensors",
@@ -155,8 +146,8 @@ if PREF_METHODS:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: pref_train_config(
-                wc.experiment, PREF["reward_model"]["train"]
+            train=lambda wc: layered_train(
+                train_config(wc.experiment), PREF["reward_model"]["train"]
             ),
             start_from="merged",
             dataset=PREF_DATASET,
@@ -175,7 +166,11 @@ if PREF_METHODS:
             dataset_info=rules.prepare_preference.output.dataset_info,
             test=rules.prepare_preference.output.test,
             train=rules.prepare_preference.output.train,
-            code=conch_code("lf", "preference", "modeling"),
+            code=conch_code(
+                "lf",
+                "modeling",
+                *pref_modules("stages", "reward", "scoring", "records"),
+            ),
         output:
             model=directory("results/reward_model/{experiment}/model"),
             predict_yaml="results/reward_model/{experiment}/predict_config.yaml",
@@ -190,8 +185,8 @@ if PREF_METHODS:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: pref_train_config(
-                wc.experiment, PREF["reward_model"]["train"]
+            train=lambda wc: layered_train(
+                train_config(wc.experiment), PREF["reward_model"]["train"]
             ),
             dataset=PREF_DATASET,
             template=config["template"],
@@ -201,7 +196,7 @@ if PREF_METHODS:
     rule train_ppo:
         input:
             sft_model=rules.merge_adapter.output.model,
-            reward_model=reward_model_dir(),
+            reward_model=RM_DIR,
             prompts=(
                 [
                     rules.prepare_preference.output.train,
@@ -215,7 +210,13 @@ if PREF_METHODS:
                 if PPO_CFG.get("prompts") == "preference"
                 else rules.prepare_dataset.output.val
             ),
-            code=conch_code("preference", "modeling"),
+            code=conch_code(
+                "modeling",
+                "gpus",
+                *pref_modules(
+                    "ppo", "reward", "scoring", "stages", "prepare", "records"
+                ),
+            ),
         output:
             model=directory("results/ppo/{experiment}/model"),
             adapter=directory("results/ppo/{experiment}/adapter"),
@@ -233,7 +234,7 @@ if PREF_METHODS:
             **gpu_resources(),
         params:
             lora=lambda wc: ppo_lora_settings(
-                pref_train_config(wc.experiment, PREF["train"])
+                layered_train(train_config(wc.experiment), PREF["train"])
             ),
             ppo=PPO_CFG.get("train") or {},
             max_prompts=PPO_CFG.get("max_prompts"),
@@ -245,9 +246,14 @@ if PREF_METHODS:
             pairs=rules.prepare_preference.output.test,
             sft_test=rules.prepare_dataset.output.test,
             sft_model=rules.merge_adapter.output.model,
-            aligned=[aligned_model(m) for m in PREF_METHODS],
-            reward_model=reward_model_dir() if "ppo" in PREF_METHODS else [],
-            code=conch_code("preference", "modeling", "metrics"),
+            aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
+            reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
+            code=conch_code(
+                "modeling",
+                "metrics",
+                "gpus",
+                *pref_modules("evaluate", "report", "reward", "scoring", "records"),
+            ),
         output:
             metrics="results/eval_preference/{experiment}/metrics.json",
             samples="results/eval_preference/{experiment}/samples.tsv",
