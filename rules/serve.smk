@@ -19,6 +19,8 @@ rule serve:
         host=config["serve"]["host"],
         port=config["serve"]["port"],
         max_new_tokens=config["serve"]["max_new_tokens"],
+        max_batch_size=config["serve"]["max_batch_size"],
+        max_queue=config["serve"]["max_queue"],
         template=config["template"],
         prompt=config["merge"]["check_prompts"][0],
     script:

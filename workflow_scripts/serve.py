@@ -19,7 +19,7 @@ model, tokenizer = load(model_dir)
 del model
 
 port = free_port()
-command = launch_command(model_dir, name, "127.0.0.1", port, p.max_new_tokens)
+command = launch_command(model_dir, name, "127.0.0.1", port, p.max_new_tokens, p.max_batch_size, p.max_queue)
 open(snakemake.log[0], "w").close()
 with running_server(command, f"http://127.0.0.1:{port}", snakemake.log[0]):
     record = smoke_test(f"http://127.0.0.1:{port}", name, p.prompt, expected, tokens)
@@ -27,18 +27,7 @@ Path(snakemake.output.smoke).write_text(json.dumps(record, indent=2, ensure_asci
 
 launch = [
     "python",
-    "-m",
-    "conch.server",
-    "--model",
-    model_dir,
-    "--name",
-    name,
-    "--host",
-    p.host,
-    "--port",
-    str(p.port),
-    "--max-new-tokens",
-    str(p.max_new_tokens),
+    *launch_command(model_dir, name, p.host, p.port, p.max_new_tokens, p.max_batch_size, p.max_queue)[1:],
 ]
 manifest = {
     "model": name,
@@ -47,7 +36,16 @@ manifest = {
     "host": p.host,
     "port": p.port,
     "launch_command": shlex.join(launch),
-    "endpoints": ["GET /generate?prompt=", "POST /v1/chat/completions", "GET /health"],
+    "endpoints": [
+        "GET /generate?prompt=",
+        "POST /v1/chat/completions",
+        "POST /v1/completions",
+        "GET /v1/models",
+        "GET /health",
+        "GET /metrics",
+        "GET / (chat page)",
+    ],
+    "api_key": "set CONCH_API_KEY in the server's environment to require `Authorization: Bearer <key>`",
 }
 Path(snakemake.output.manifest).write_text(json.dumps(manifest, indent=2) + "\n")
 if not record["passed"]:

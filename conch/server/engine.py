@@ -15,13 +15,13 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 
 import torch
 
-from conch.modeling import render, stop_token_ids
+from conch.modeling import stop_token_ids
 from conch.server.batch import KVBatch
-from conch.server.prefix import PrefixCache, common_prefix_len
+from conch.server.prefix import PrefixCache, template_head
+from conch.server.request import Completion, QueueFull, Request
 from conch.server.sampling import SamplingParams, sample
 from conch.server.text import TextAssembler
 
@@ -31,64 +31,15 @@ log = logging.getLogger("conch.server")
 ENGINE_EVENTS = (
     "prefill_passes",
     "prefill_tokens",
+    "prefill_seconds",
     "decode_passes",
     "decode_rows",
+    "decode_seconds",
     "finished_stop",
     "finished_length",
     "finished_cancelled",
     "finished_error",
 )
-
-
-class QueueFull(Exception):
-    pass
-
-
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str  # stop | length | cancelled | error
-    prompt_tokens: int
-    completion_tokens: int
-    error: str | None = None
-
-
-@dataclass(eq=False)
-class Request:
-    """One request in the engine; the event loop reads it through `pieces()` / `result()`."""
-
-    id: int
-    prompt_ids: list[int]
-    params: SamplingParams
-    max_tokens: int
-    stream: bool
-    text: TextAssembler
-    loop: asyncio.AbstractEventLoop
-    engine: Engine
-    generator: torch.Generator | None = None
-    generated: int = 0
-    last: int = -1  # the latest token, fed back at the next step
-    finished: Completion | None = None
-    cancelled: bool = False
-    arrived: float = field(default_factory=time.monotonic)
-    first_token_at: float | None = None
-    _events: asyncio.Queue = field(default_factory=asyncio.Queue)
-
-    async def pieces(self):
-        """The answer's text as it is produced."""
-        while True:
-            item = await self._events.get()
-            if isinstance(item, Completion):
-                return
-            yield item
-
-    async def result(self) -> Completion:
-        while not isinstance(item := await self._events.get(), Completion):
-            pass
-        return item
-
-    def cancel(self) -> None:
-        self.engine.cancel(self)
 
 
 class Engine:
@@ -303,18 +254,6 @@ class Engine:
             if len(keep) != len(self.rows):
                 self.rows = [self.rows[i] for i in keep]
                 self.batch.keep(keep)
-
-
-def template_head(tokenizer) -> list[int]:
-    """The tokens every default chat prompt starts with: system prompt and the user-turn marker."""
-    try:
-        a, b = ({"role": "user", "content": text} for text in ("a", "b"))
-        first, second = (
-            tokenizer(render(tokenizer, [m]), add_special_tokens=False)["input_ids"] for m in (a, b)
-        )
-    except Exception:  # a template that cannot render a bare user turn simply gets no head
-        return []
-    return first[: common_prefix_len(first, second)]
 
 
 def _post(loop: asyncio.AbstractEventLoop, items: list) -> None:

@@ -17,6 +17,8 @@ import collections
 
 import torch
 
+from conch.modeling import render
+
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv heads, tokens, head dim)
 
 
@@ -80,3 +82,15 @@ class PrefixCache:
             self._lengths[len(old)] -= 1
             if not self._lengths[len(old)]:
                 del self._lengths[len(old)]
+
+
+def template_head(tokenizer) -> list[int]:
+    """The tokens every default chat prompt starts with: system prompt and the user-turn marker."""
+    try:
+        a, b = ({"role": "user", "content": text} for text in ("a", "b"))
+        first, second = (
+            tokenizer(render(tokenizer, [m]), add_special_tokens=False)["input_ids"] for m in (a, b)
+        )
+    except Exception:  # a template that cannot render a bare user turn simply gets no head
+        return []
+    return first[: common_prefix_len(first, second)]

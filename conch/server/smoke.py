@@ -24,7 +24,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def launch_command(model: str, name: str, host: str, port: int, max_new_tokens: int) -> list[str]:
+def launch_command(
+    model: str,
+    name: str,
+    host: str,
+    port: int,
+    max_new_tokens: int,
+    max_batch_size: int | None = None,
+    max_queue: int | None = None,
+) -> list[str]:
+    limits = [("--max-batch-size", max_batch_size), ("--max-queue", max_queue)]
     return [
         sys.executable,
         "-m",
@@ -39,6 +48,7 @@ def launch_command(model: str, name: str, host: str, port: int, max_new_tokens: 
         str(port),
         "--max-new-tokens",
         str(max_new_tokens),
+        *(str(x) for flag, value in limits if value is not None for x in (flag, value)),
     ]
 
 
