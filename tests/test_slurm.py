@@ -31,7 +31,7 @@ CORE_RULES = {
     "evaluate",
     "serve",
 }
-SNAKEMAKE_TIMEOUT = 1500  # the slurm plugin can wait forever on a broken status command; never hang CI
+SNAKEMAKE_TIMEOUT = 1800  # the slurm plugin can wait forever on a broken status command; never hang CI
 
 
 def _ready() -> str | None:
@@ -157,6 +157,7 @@ def slurm_run(slurm, tmp_path_factory):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     stop.set()
     log = proc.stdout + proc.stderr
+    (tmp / "snakemake.log").write_text(log)  # kept with the run for whoever debugs a failure
     assert proc.returncode == 0, f"snakemake on Slurm failed ({proc.returncode}):\n{log[-8000:]}"
     print(f"\nSlurm run: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return {"workdir": workdir, "log": log, "jobs": sacct_jobs(since), "killed": found.get("job")}
@@ -164,8 +165,9 @@ def slurm_run(slurm, tmp_path_factory):
 
 def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run):
     # Snakemake logs remote jobs as `rule NAME:` and the ones it runs itself as `localrule NAME:`
-    remote = set(re.findall(r"^rule (\w+):$", slurm_run["log"], re.M))
-    local = set(re.findall(r"^localrule (\w+):$", slurm_run["log"], re.M))
+    # (`checkpoint`/`localcheckpoint` for checkpoints)
+    remote = set(re.findall(r"^(?:rule|checkpoint) (\w+):$", slurm_run["log"], re.M))
+    local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):$", slurm_run["log"], re.M))
     assert remote >= CORE_RULES and "register_dataset" in local, (remote, local)
     by_rule = {}
     for job in slurm_run["jobs"]:
