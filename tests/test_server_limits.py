@@ -49,6 +49,8 @@ def chat(server, body, raw: bytes | None = None, headers=None) -> httpx.Response
         ({"messages": ASK, "stop": ["a", "b", "c", "d", "e"]}, 422, "stop", "at most 4"),
         ({"messages": ASK, "n": 2}, 422, "n", "only n=1"),
         ({"messages": ASK, "seed": 1.5}, 422, "seed", "valid integer"),
+        ({"messages": ASK, "seed": 2**64}, 422, "seed", "less than or equal to"),
+        ({"messages": ASK, "stop": "x" * 257}, 422, "stop", "at most 256 characters"),
         ({"messages": ASK, "presence_penalty": 0.5}, 422, "presence_penalty", "not supported"),
         ({"messages": ASK, "tools": []}, 422, "tools", "unknown field"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, 422, "messages.0.role", "'user'"),

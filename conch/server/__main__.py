@@ -52,6 +52,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def drop_query_string(record: logging.LogRecord) -> bool:
+    """Access lines name the path only: a query string may hold a whole prompt (GET /generate?prompt=...) or
+    a key a client put in the URL by mistake, and neither belongs in a log."""
+    if isinstance(record.args, tuple) and len(record.args) == 5:  # client, method, path, version, status
+        client, method, path, version, status = record.args
+        record.args = (client, method, str(path).split("?", 1)[0], version, status)
+    return True
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -88,6 +97,7 @@ def main(argv=None) -> None:
         settings=settings, api_key=api_key, rag_index=args.rag_index, on_load_failure=stop_on_load_failure
     )
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=args.access_log))
+    logging.getLogger("uvicorn.access").addFilter(drop_query_string)  # after uvicorn set its logging up
     server.run()
     if failed:
         sys.exit("conch.server: loading the models failed (see the log above)")

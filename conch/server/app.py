@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Callable
 
@@ -85,6 +86,9 @@ def _json_error(status: int, message: str, kind: str, param: str | None = None, 
     return JSONResponse(error_body(message, kind, param, status), status_code=status, headers=headers)
 
 
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|none|dict|list|[a-z]+-[a-z-]+|[a-z-]+\[.*\])$")
+
+
 def _describe_validation(errors: list[dict]) -> tuple[str, str | None]:
     """A sentence per problem, each naming the field, e.g. `max_tokens: Input should be a valid integer`."""
     parts, first_param = [], None
@@ -93,10 +97,8 @@ def _describe_validation(errors: list[dict]) -> tuple[str, str | None]:
         if e.get("type") == "json_invalid":
             parts.append(f"the request body is not valid JSON ({e.get('ctx', {}).get('error', e['msg'])})")
             continue
-        # Pydantic names a union's branch ("str", "list[str]") in the location; people name the field.
-        field = ".".join(
-            x for x in loc if not (x[:1].islower() and ("[" in x or x in ("str", "int", "float", "bool")))
-        )
+        # Pydantic names a union's branch ("str", "list[constrained-str]") in the location; people name the field.
+        field = ".".join(x for x in loc if not _UNION_BRANCH.match(x))
         first_param = first_param or field or None
         message = e["msg"].removeprefix("Value error, ")
         if e.get("type") == "extra_forbidden":

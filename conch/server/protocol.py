@@ -24,6 +24,8 @@ from pydantic import (
 from conch.server.sampling import SamplingParams
 
 Number = StrictInt | StrictFloat
+# Each step checks whether the answer's tail could begin a stop string: bounded, so no request slows the batch.
+StopString = Annotated[StrictStr, Field(max_length=256)]
 
 
 class _Strict(BaseModel):
@@ -58,8 +60,9 @@ class _Sampling(_Strict):
     max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     temperature: Annotated[Number, Field(ge=0, le=2)] = 1.0
     top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
-    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
-    seed: StrictInt | None = None
+    stop: StopString | Annotated[list[StopString], Field(max_length=4)] | None = None
+    # What torch.Generator.manual_seed accepts.
+    seed: Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)] | None = None
     n: StrictInt = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None

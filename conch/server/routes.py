@@ -65,7 +65,7 @@ def build_router(state: ServerState) -> APIRouter:
     ):
         """The walkthrough's endpoint: a greedy answer to one user message."""
         engine = state.engine(model)
-        text = state.render_chat(engine, [{"role": "user", "content": prompt}])
+        text = await state.render_chat(engine, [{"role": "user", "content": prompt}])
         ids, budget = await state.prepare(engine, text, max_new_tokens, "prompt")
         result = await state.wait(request, state.submit(engine, ids, SamplingParams(), budget, stream=False))
         return _final(state, engine, result, lambda r: {"generated_text": r.text})
@@ -73,7 +73,7 @@ def build_router(state: ServerState) -> APIRouter:
     @router.post("/v1/chat/completions")
     async def chat(body: p.ChatCompletionRequest, request: Request):
         engine = state.engine(body.model)
-        text = state.render_chat(engine, [{"role": m.role, "content": m.text()} for m in body.messages])
+        text = await state.render_chat(engine, [{"role": m.role, "content": m.text()} for m in body.messages])
         ids, budget = await state.prepare(engine, text, body.requested_tokens(), "messages")
         req = state.submit(engine, ids, body.sampling(), budget, stream=body.stream)
         rid = f"chatcmpl-{uuid.uuid4().hex}"

@@ -28,6 +28,7 @@ def sample_row(logits: torch.Tensor, params: SamplingParams, generator: torch.Ge
         sorted_probs, order = probs.sort(descending=True)
         # Keep the smallest set of most likely tokens whose mass reaches top_p (always at least one).
         outside = sorted_probs.cumsum(-1) - sorted_probs >= params.top_p
+        outside[0] = False  # a top_p below float32's range rounds to 0, which would leave no token at all
         sorted_probs[outside] = 0.0
         return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
     return int(torch.multinomial(probs, 1, generator=generator))

@@ -110,8 +110,10 @@ class ServerState:
             )
         return ids, min(requested or self.settings.max_new_tokens, self.settings.max_new_tokens)
 
-    def render_chat(self, engine: Engine, messages: list[dict]) -> str:
+    async def render_chat(self, engine: Engine, messages: list[dict]) -> str:
         try:
+            if len(messages) > 16 or sum(len(m["content"]) for m in messages) > INLINE_TOKENIZE_CHARS:
+                return await asyncio.to_thread(render, engine.tokenizer, messages)  # long: off the event loop
             return render(engine.tokenizer, messages)
         except Exception as exc:  # the chat template itself may reject e.g. an unsupported role order
             raise ApiError(
@@ -144,7 +146,9 @@ class ServerState:
     async def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
         """The default model's answer to a conversation (the hook RAG builds on)."""
         engine = self.engine(None)
-        ids, budget = await self.prepare(engine, self.render_chat(engine, messages), max_tokens, "messages")
+        ids, budget = await self.prepare(
+            engine, await self.render_chat(engine, messages), max_tokens, "messages"
+        )
         req = self.submit(engine, ids, SamplingParams(temperature=temperature), budget, stream=False)
         try:
             result = await req.result()
