@@ -25,8 +25,14 @@ from conch.rag.prompt import NO_ANSWER, cited_numbers
 pytestmark = pytest.mark.slow
 os.environ["HF_HUB_OFFLINE"] = "1"
 KB = REPO / "kb" / "docs"
-SUBSET = ["lore/magic-conch.md", "lore/squidward.html", "lore/goo-lagoon.txt", "lore_zh/神奇海螺.md",
-          "conch/retrieval-guide.pdf", "conch/serving.md"]
+SUBSET = [
+    "lore/magic-conch.md",
+    "lore/squidward.html",
+    "lore/goo-lagoon.txt",
+    "lore_zh/神奇海螺.md",
+    "conch/retrieval-guide.pdf",
+    "conch/serving.md",
+]
 CONTEXT = 512
 
 
@@ -41,19 +47,39 @@ def rag_setup(tmp_path_factory):
         (kb / source).parent.mkdir(parents=True, exist_ok=True)
         (kb / source).write_bytes((KB / source).read_bytes())
     docs = ingest(kb)[0]
-    records = [{"messages": [{"role": "user", "content": b["text"][:200]}, {"role": "assistant", "content": d["title"]}]}
-               for d in docs for b in d["blocks"]]
-    arch = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=CONTEXT)
+    records = [
+        {
+            "messages": [
+                {"role": "user", "content": b["text"][:200]},
+                {"role": "assistant", "content": d["title"]},
+            ]
+        }
+        for d in docs
+        for b in d["blocks"]
+    ]
+    arch = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+    )
     build_scratch_model(records, work / "model", arch=arch, vocab_size=400, seed=0, template="qwen")
     from conch.modeling import load
 
     model, tokenizer = load(str(work / "model"))
     chunks = [c for d in docs for c in Chunker(tokenizer, 96, 12).chunk_document(d)]
     tokenizer.save_pretrained(work / "index" / "tokenizer")
-    build_index(chunks, work / "index", embedder=Embedder("all-MiniLM-L6-v2"),
-                cache=EmbeddingCache(work / "cache.sqlite"), tokenizer_path="tokenizer",
-                max_context_tokens=CONTEXT, retrieval={"top_k": 3})
+    build_index(
+        chunks,
+        work / "index",
+        embedder=Embedder("all-MiniLM-L6-v2"),
+        cache=EmbeddingCache(work / "cache.sqlite"),
+        tokenizer_path="tokenizer",
+        max_context_tokens=CONTEXT,
+        retrieval={"top_k": 3},
+    )
     return SimpleNamespace(work=work, model=model, tokenizer=tokenizer, kb=kb)
 
 
@@ -70,7 +96,9 @@ def server(rag_setup):
     async def complete(messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
         calls.append(messages)
         prompt = render(rag_setup.tokenizer, messages)
-        (text,) = await asyncio.to_thread(generate, rag_setup.model, rag_setup.tokenizer, [prompt], max_tokens)
+        (text,) = await asyncio.to_thread(
+            generate, rag_setup.model, rag_setup.tokenizer, [prompt], max_tokens
+        )
         return text
 
     app = FastAPI()
@@ -91,8 +119,9 @@ def server(rag_setup):
 
 
 def test_query_returns_ranked_chunks_with_scores_and_sources(server):
-    resp = httpx.post(f"{server.url}/v1/rag/query", json={"question": "What instrument does Squidward play?"},
-                      timeout=60)
+    resp = httpx.post(
+        f"{server.url}/v1/rag/query", json={"question": "What instrument does Squidward play?"}, timeout=60
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     hits = body["hits"]
@@ -100,11 +129,18 @@ def test_query_returns_ranked_chunks_with_scores_and_sources(server):
     assert any("clarinet" in h["text"] for h in hits if h["source"] == "lore/squidward.html")
     assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1)) and len(hits) <= body["top_k"] == 3
     assert all(h["similarity"] >= body["similarity_threshold"] for h in hits)
-    assert {"score", "vector_similarity", "keyword_similarity", "chunk_id", "title", "heading_path"} <= set(hits[0])
-    zh = httpx.post(f"{server.url}/v1/rag/query", json={"question": "怎样请教神奇海螺？", "top_k": 1}, timeout=60)
+    assert {"score", "vector_similarity", "keyword_similarity", "chunk_id", "title", "heading_path"} <= set(
+        hits[0]
+    )
+    zh = httpx.post(
+        f"{server.url}/v1/rag/query", json={"question": "怎样请教神奇海螺？", "top_k": 1}, timeout=60
+    )
     assert [h["source"] for h in zh.json()["hits"]] == ["lore_zh/神奇海螺.md"]
-    loose = httpx.post(f"{server.url}/v1/rag/query", json={"question": "zebra", "similarity_threshold": -1,
-                                                            "top_k": 2}, timeout=60)
+    loose = httpx.post(
+        f"{server.url}/v1/rag/query",
+        json={"question": "zebra", "similarity_threshold": -1, "top_k": 2},
+        timeout=60,
+    )
     assert len(loose.json()["hits"]) == 2
 
 
@@ -114,7 +150,9 @@ def test_chat_answers_from_numbered_chunks_through_the_openai_client(server):
     client = OpenAI(base_url=f"{server.url}/v1/rag", api_key="unused", max_retries=0)
     before = len(server.calls)
     resp = client.chat.completions.create(
-        model="conch", messages=[{"role": "user", "content": "How do you consult the Magic Conch?"}], max_tokens=16
+        model="conch",
+        messages=[{"role": "user", "content": "How do you consult the Magic Conch?"}],
+        max_tokens=16,
     )
     assert len(server.calls) == before + 1, "the served model generated the answer"
     system = server.calls[-1][0]["content"]
@@ -139,7 +177,9 @@ def test_chat_says_it_does_not_know_when_nothing_passes_the_threshold(server):
     assert resp.choices[0].message.content == NO_ANSWER["en"]
     assert resp.model_extra["citations"] == [] and resp.model_extra["references"] == []
     assert len(server.calls) == before, "the model is not asked to make something up"
-    zh = client.chat.completions.create(model="conch", messages=[{"role": "user", "content": "如何申请美国签证？"}])
+    zh = client.chat.completions.create(
+        model="conch", messages=[{"role": "user", "content": "如何申请美国签证？"}]
+    )
     assert zh.choices[0].message.content == NO_ANSWER["zh"]
 
 
@@ -153,7 +193,9 @@ def test_bad_requests_get_clear_messages(server):
     resp = httpx.post(f"{server.url}/v1/rag/query", json={"question": long_question}, timeout=60)
     assert resp.status_code == 400 and "shorten the question" in resp.json()["detail"]
     with pytest.raises(openai.BadRequestError, match="streaming is not supported"):
-        client.chat.completions.create(model="conch", messages=[{"role": "user", "content": "hi"}], stream=True)
+        client.chat.completions.create(
+            model="conch", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
     with pytest.raises(openai.BadRequestError, match="no user message"):
         client.chat.completions.create(model="conch", messages=[{"role": "system", "content": "be brief"}])
     assert httpx.post(f"{server.url}/v1/rag/query", json={"question": ""}, timeout=60).status_code == 422
@@ -170,8 +212,11 @@ def test_eval_script_writes_metrics_answers_and_report(rag_setup, tmp_path):
     (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in questions))
     out = {"metrics": tmp_path / "m.json", "results": tmp_path / "r.jsonl", "report": tmp_path / "report.md"}
     smk = SimpleNamespace(
-        input=SimpleNamespace(index=str(rag_setup.work / "index"), questions=str(tmp_path / "q.jsonl"),
-                              merged=str(rag_setup.work / "model")),
+        input=SimpleNamespace(
+            index=str(rag_setup.work / "index"),
+            questions=str(tmp_path / "q.jsonl"),
+            merged=str(rag_setup.work / "model"),
+        ),
         output=SimpleNamespace(**{k: str(v) for k, v in out.items()}),
         params=SimpleNamespace(answer_questions=2, max_new_tokens=8),
         log=[str(tmp_path / "eval.log")],

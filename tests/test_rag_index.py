@@ -60,7 +60,10 @@ def test_index_files_agree_and_load(kb_index):
 
 def test_question_set_recall_and_no_answer(kb_index, embedder):
     retriever = Retriever(kb_index[0] / "index", embedder=embedder)
-    rows = [score_question(q, retriever.search(q["question"])) for q in load_questions(REPO / "kb/questions.jsonl")]
+    rows = [
+        score_question(q, retriever.search(q["question"]))
+        for q in load_questions(REPO / "kb/questions.jsonl")
+    ]
     metrics = retrieval_metrics(rows, retriever.settings["top_k"])
     assert metrics["recall_at_k"] >= 0.9 and metrics["mrr"] >= 0.8, metrics
     assert metrics["by_lang"]["zh"]["recall_at_k"] >= 0.8, metrics
@@ -79,7 +82,9 @@ def test_fusion_threshold_and_top_k(kb_index, embedder):
     assert len(weighted) == 5 and weighted[0]["source"] == "lore/squidward.html"
     assert [h["score"] for h in weighted] == sorted((h["score"] for h in weighted), reverse=True)
     for h in weighted:  # the documented formula, from its two parts
-        assert h["score"] == pytest.approx(0.5 * h["vector_similarity"] + 0.5 * h["keyword_similarity"], abs=1e-6)
+        assert h["score"] == pytest.approx(
+            0.5 * h["vector_similarity"] + 0.5 * h["keyword_similarity"], abs=1e-6
+        )
     rrf = Retriever(index, embedder=embedder, fusion="rrf", rrf_k=60).search(question, top_k=5, threshold=-1)
     assert rrf[0]["source"] == "lore/squidward.html" and rrf[0]["score"] <= 2 / 61
     keyword_only = Retriever(index, embedder=embedder, vector_weight=0.0).search(question, threshold=-1)
@@ -102,9 +107,13 @@ def test_changing_one_document_reembeds_only_its_chunks(kb_index, tmp_path, chun
     doc.write_text(doc.read_text() + "\nA new snack bar opened at Goo Lagoon selling kelp shakes.\n")
     new_chunks = chunk_folder(kb, chunker)
     changed = {c["chunk_id"] for c in new_chunks} - {c["chunk_id"] for c in chunks}
-    assert changed and all(c["source"] == "lore/goo-lagoon.txt" for c in new_chunks if c["chunk_id"] in changed)
+    assert changed and all(
+        c["source"] == "lore/goo-lagoon.txt" for c in new_chunks if c["chunk_id"] in changed
+    )
     meta = build_index(new_chunks, tmp_path / "i2", embedder=embedder, cache=cache)
-    assert meta["build"]["embedded"] == len(changed) and meta["build"]["from_cache"] == len(new_chunks) - len(changed)
+    assert meta["build"]["embedded"] == len(changed) and meta["build"]["from_cache"] == len(new_chunks) - len(
+        changed
+    )
     # cached vectors are the model's vectors, not stale or zero rows
     fresh = Index(tmp_path / "i2").vectors.reconstruct_n(0, len(new_chunks))
     np.testing.assert_allclose(np.linalg.norm(fresh, axis=1), 1.0, atol=1e-4)
@@ -120,8 +129,14 @@ def test_cross_encoder_reranks_the_candidates(kb_index, embedder, tmp_path):
     from conch.rag.embed import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=1)
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+    )
     BertForSequenceClassification(config).save_pretrained(tmp_path / "reranker")
     tok.save_pretrained(tmp_path / "reranker")
 

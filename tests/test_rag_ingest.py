@@ -50,7 +50,9 @@ def test_formats_keep_their_structure(tmp_path):
         "<p>First &amp; foremost.</p><h2>Part</h2><ul><li>item one</li><li>item two</li></ul></body></html>"
     )
     (tmp_path / "qa.jsonl").write_text(
-        json.dumps({"question": "What?", "answer": "That."}) + "\n" + json.dumps({"q": "Why?", "a": "Because."})
+        json.dumps({"question": "What?", "answer": "That."})
+        + "\n"
+        + json.dumps({"q": "Why?", "a": "Because."})
     )
     make_pdf.write_pdf(tmp_path / "two.pdf", [["Page one text."], ["Page two text."]], title="Two Pages")
     docs = {d["source"]: d for d in ingest(tmp_path)[0]}
@@ -79,7 +81,9 @@ def test_bad_inputs_are_skipped_with_reasons_and_counts_reconcile(tmp_path):
     good = "# Real\n\nThe conch says maybe someday.\n"
     (tmp_path / "real.md").write_text(good)
     (tmp_path / "copy").mkdir()
-    (tmp_path / "copy" / "real-again.md").write_text(good.replace("\n\n", "\n\n\n"))  # same text, other spacing
+    (tmp_path / "copy" / "real-again.md").write_text(
+        good.replace("\n\n", "\n\n\n")
+    )  # same text, other spacing
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "blank.md").write_text("  \n\n ")
     (tmp_path / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
@@ -112,7 +116,10 @@ def test_chunks_respect_size_headings_and_overlap(tokenizer):
     sentence = "The conch answered question {} with no."
     long_section = " ".join(sentence.format(i) for i in range(40))
     doc = {
-        "doc_id": "d1", "source": "a.md", "title": "A", "lang": "en",
+        "doc_id": "d1",
+        "source": "a.md",
+        "title": "A",
+        "lang": "en",
         "blocks": [
             {"text": "Short intro.", "heading_path": ["A"], "page": None},
             {"text": long_section, "heading_path": ["A", "Long"], "page": None},

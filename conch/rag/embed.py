@@ -35,7 +35,11 @@ class Embedder:
 
         self.name = name
         self.batch_size = batch_size
-        self.model = SentenceTransformer(resolve_model(name), device=device or "cpu")
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = SentenceTransformer(resolve_model(name), device=device)
         self.dim = self.model.get_embedding_dimension()
 
     def encode(self, texts: list[str]) -> np.ndarray:
