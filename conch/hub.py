@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from conch.errors import ConfigError
 
 # Weights, config and tokenizer; skips the other formats repos often carry (.bin, .gguf, .onnx).
 MODEL_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py", "*.jinja"]
+URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
@@ -22,7 +24,8 @@ def redact(text: str) -> str:
         secret = os.environ.get(var)
         if secret and len(secret) >= 4:
             text = text.replace(secret, f"<{var}>")
-    return text
+    # A mirror URL may carry its own login (HF_ENDPOINT=https://user:password@mirror/): drop it.
+    return URL_CREDENTIALS.sub(r"\1<credentials>@", text)
 
 
 def fetch(repo_id: str, revision: str = "main") -> dict:
