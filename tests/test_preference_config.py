@@ -9,7 +9,7 @@ import yaml
 from conftest import REPO, default_config, make_workdir, snakemake
 
 from conch.config import problems
-from conch.preference.stages import merge_base, stage_args
+from conch.preference.stages import merge_base, prepare_output_dir, stage_args
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 
@@ -152,3 +152,21 @@ def test_stage_arguments_wire_the_reference_model():
     assert rm["model_name_or_path"] == "results/merged/e/model" and "eval_strategy" not in rm
     assert merge_base("dpo", "adapter", sft_model="m", base_model="b") == "b"
     assert merge_base("dpo", "merged", sft_model="m", base_model="b") == "m"
+
+
+def test_checkpoints_resume_only_for_the_same_run(tmp_path):
+    data, model, out = tmp_path / "train.jsonl", tmp_path / "model", tmp_path / "out"
+    data.write_text("{}\n")
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"1")
+
+    def prepare(**kwargs):
+        (out / "checkpoint-10").mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(out, {"stage": "dpo"}, [str(data)], [str(model)], **kwargs)
+        return (out / "checkpoint-10").exists()
+
+    assert not prepare()  # no stamp yet: a checkpoint of unknown origin
+    assert prepare()  # the same run again: an interrupted job resumes
+    (model / "model.safetensors").write_bytes(b"22")  # the SFT model was rebuilt at the same path
+    assert not prepare()
+    assert not prepare(resume=False)  # stage rm never resumes

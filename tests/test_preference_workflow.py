@@ -171,27 +171,35 @@ def test_serve_serves_the_aligned_model(preference_run):
 
 
 @pytest.mark.slow
-def test_kto_on_the_sft_adapter_uses_it_as_reference(preference_run, tmp_path):
+def test_kto_and_orpo_on_the_sft_adapter_use_it_as_reference(preference_run, tmp_path):
+    """start_from: adapter, with KTO (reference model) and ORPO through `dpo` (pref_loss, no reference)."""
     workdir = tmp_path / "run"
     shutil.copytree(preference_run, workdir, symlinks=True)
-    write_config(
-        workdir,
-        preference_config(
-            methods=["kto"], start_from="adapter", serve="kto", eval={"max_samples": 4, "max_new_tokens": 8}
-        ),
+    cfg = preference_config(
+        methods=["kto", "dpo"], start_from="adapter", eval={"max_samples": 4, "max_new_tokens": 8}
     )
+    cfg["preference"]["train"]["pref_loss"] = "orpo"
+    write_config(workdir, cfg)
     snakemake(workdir, "results/serve/default/manifest.json", "results/eval_preference/default/metrics.json")
+    for method in ("kto", "dpo"):
+        args = yaml.safe_load((workdir / f"results/{method}/default/adapter/train_config.yaml").read_text())
+        assert args["stage"] == method
+        assert args["model_name_or_path"] == args["ref_model"] == "results/base_model/scratch"
+        assert args["adapter_name_or_path"] == args["ref_model_adapters"] == "results/adapters/default"
+        export = yaml.safe_load((workdir / f"results/{method}/default/export_config.yaml").read_text())
+        assert export["model_name_or_path"] == "results/base_model/scratch"
     args = yaml.safe_load((workdir / "results/kto/default/adapter/train_config.yaml").read_text())
-    assert args["stage"] == "kto" and args["dataset"] == "magic_conch_pref_kto_train"
-    assert args["model_name_or_path"] == args["ref_model"] == "results/base_model/scratch"
-    assert args["adapter_name_or_path"] == args["ref_model_adapters"] == "results/adapters/default"
-    export = yaml.safe_load((workdir / "results/kto/default/export_config.yaml").read_text())
-    assert export["model_name_or_path"] == "results/base_model/scratch"
+    assert (
+        args["dataset"] == "magic_conch_pref_kto_train" and args["eval_dataset"] == "magic_conch_pref_kto_val"
+    )
+    assert (
+        yaml.safe_load((workdir / "results/dpo/default/adapter/train_config.yaml").read_text())["pref_loss"]
+        == "orpo"
+    )
+    # The first method is served by default.
     assert (
         load_json(workdir / "results/serve/default/manifest.json")["model_path"]
         == "results/kto/default/model"
     )
-    assert list(load_json(workdir / "results/eval_preference/default/metrics.json")["models"]) == [
-        "sft",
-        "kto",
-    ]
+    models = load_json(workdir / "results/eval_preference/default/metrics.json")["models"]
+    assert list(models) == ["sft", "kto", "dpo"]

@@ -27,7 +27,13 @@ args = stage_args(
 )
 if not torch.cuda.is_available():
     args["bf16"] = args["fp16"] = False  # CPU kernels: full precision
-prepare_output_dir(out_dir, args, [snakemake.input.train, snakemake.input.val])
+prepare_output_dir(
+    out_dir,
+    args,
+    [snakemake.input.train, snakemake.input.val],
+    [snakemake.input.sft_model, str(Path(snakemake.input.sft_adapter).parent), args["model_name_or_path"]],
+    resume=stage != "rm",
+)
 lf.write_yaml(args, snakemake.output.train_yaml)
 open(snakemake.log[0], "w").close()
 launch.run_train(
