@@ -1,33 +1,14 @@
 # RAG branch: documents under rag.docs -> normalised documents -> chunks -> FAISS + BM25 index -> retrieval eval.
 # The embedding cache (RAG_CACHE) is deliberately not an output: Snakemake deletes outputs before a rule
 # reruns, and the cache is what lets a rerun after one changed document re-embed only that document's chunks.
+from conch.rag import paths as rag_paths
+
 RAG = config["rag"]
 RAG_CACHE = "results/rag/cache/embeddings.sqlite"
-
-
-def rag_path(path):
-    """A relative path is looked up in the working directory, then beside the Snakefile, so a deployed
-    workdir that has no kb/ of its own still builds the example knowledge base."""
-    if os.path.isabs(path) or os.path.exists(path):
-        return path
-    beside = os.path.join(workflow.basedir, path)
-    return beside if os.path.exists(beside) else path
-
-
-RAG_DOCS = rag_path(RAG["docs"])
-RAG_QUESTIONS = rag_path(RAG["questions"])
-
-
-def rag_document_files(wildcards=None):
-    """Every file under rag.docs, so adding, changing or removing a document reruns ingest."""
-    root = RAG_DOCS
-    return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
-
-
-def rag_outputs():
-    if not RAG["enabled"]:
-        return []
-    return [
+RAG_DOCS = rag_paths.resolve(RAG["docs"], workflow.basedir)
+RAG_QUESTIONS = rag_paths.resolve(RAG["questions"], workflow.basedir)
+RAG_OUTPUTS = (
+    [
         "results/rag/ingest_stats.json",
         "results/rag/index",
         *expand(
@@ -35,11 +16,16 @@ def rag_outputs():
             experiment=EXPERIMENTS,
         ),
     ]
+    if RAG["enabled"]
+    else []
+)
+# What `all` builds of this branch (called by final_outputs in rules/common.smk).
+rag_outputs = lambda: RAG_OUTPUTS
 
 
 rule rag_ingest:
     input:
-        docs=rag_document_files,
+        docs=rag_paths.document_files(RAG_DOCS),
         code=conch_code("rag/ingest", "rag/parsers"),
     output:
         docs="results/rag/docs.jsonl",
@@ -55,7 +41,7 @@ rule rag_ingest:
         mem_mb=1000,
         runtime=10,
     params:
-        root=RAG_DOCS,
+        root=lambda wc: RAG_DOCS,
     script:
         "../workflow_scripts/rag_ingest.py"
 
