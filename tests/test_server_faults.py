@@ -93,6 +93,43 @@ def test_fuzzed_requests_never_get_a_server_error(spec, operation, mode):
     assert any(status in wanted for status in statuses), statuses
 
 
+def chat_json(content: str = '"hi"', extra: str = "") -> str:
+    """A chat body as raw JSON text: `content` and `extra` are spliced in as written."""
+    return f'{{"model": "tiny", "messages": [{{"role": "user", "content": {content}}}]{extra}}}'
+
+
+HOSTILE = {
+    # id: (path, raw JSON body, status, the param the error names)
+    "lone-surrogate-chat": ("/v1/chat/completions", chat_json('"lone \\ud800 surrogate"'), 400, "messages"),
+    "lone-surrogate-prompt": ("/v1/completions", '{"model": "tiny", "prompt": "\\udfff"}', 400, "prompt"),
+    "nan": ("/v1/chat/completions", chat_json(extra=', "temperature": NaN'), 422, "temperature"),
+    "underflow": ("/v1/chat/completions", chat_json(extra=', "top_p": 1e-400'), 422, "top_p"),
+    "overflow": ("/v1/chat/completions", chat_json(extra=', "temperature": 1e999999'), 422, "temperature"),
+    "seed-2**64": ("/v1/chat/completions", chat_json(extra=f', "seed": {2**64}'), 422, "seed"),
+    "max_tokens-2**70": ("/v1/chat/completions", chat_json(extra=f', "max_tokens": {2**70}'), 200, None),
+    "deep-nesting": ("/v1/chat/completions", '{"messages": ' + "[" * 5000 + "]" * 5000 + "}", 400, None),
+    "null": ("/v1/chat/completions", "null", 422, None),
+    "empty": ("/v1/chat/completions", "", 422, None),
+    "beyond-context": ("/v1/chat/completions", chat_json('"' + "word " * 20000 + '"'), 400, "messages"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_bodies_get_a_clear_answer(fuzzed, case):
+    """Cases the fuzzer does not reach on its own: raw JSON no client library would send."""
+    path, body, status, param = HOSTILE[case]
+    r = httpx.post(
+        fuzzed.base_url + path,
+        content=body.encode("utf-8", "surrogatepass"),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == status, r.text
+    if status != 200:
+        assert r.json()["error"]["param"] == param and r.json()["error"]["message"], r.text
+
+
 @pytest.mark.parametrize("top_p", [1e-30, 1e-46, 5e-324])
 def test_a_vanishing_top_p_samples_the_most_likely_token(top_p):
     """Found by the fuzzer: a top_p that float32 rounds to 0 once left no token to draw (a 500)."""

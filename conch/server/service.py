@@ -94,6 +94,15 @@ class ServerState:
         self, engine: Engine, prompt: str, requested: int | None, param: str
     ) -> tuple[list[int], int]:
         """Token ids of a rendered prompt and the answer's token budget; a 400 if the prompt leaves no room."""
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON may escape a lone surrogate; the tokenizer cannot take it
+            raise ApiError(
+                400,
+                f"`{param}` is not valid Unicode: it holds \\u{ord(prompt[exc.start]):04x}, "
+                "half of a UTF-16 surrogate pair without the other half",
+                param=param,
+            ) from None
         if len(prompt) > INLINE_TOKENIZE_CHARS:
             ids = await asyncio.to_thread(engine.encode, prompt)
         else:
