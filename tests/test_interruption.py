@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,9 +40,9 @@ TRAIN_OUTPUTS = [
 
 
 def kill_config() -> dict:
-    """Tiny, and checkpointing often: 2 epochs of 15 steps, a checkpoint every 5, a log line every step."""
+    """Tiny, and checkpointing often: 1 epoch of 15 steps, a checkpoint every 5, a log line every step."""
     cfg = tiny_config()
-    cfg["train"].update(num_train_epochs=2, save_steps=5, logging_steps=1, cutoff_len=64, save_total_limit=2)
+    cfg["train"].update(num_train_epochs=1, save_steps=5, logging_steps=1, cutoff_len=64, save_total_limit=2)
     cfg["train"]["eval_strategy"] = "no"
     cfg["rag"]["enabled"] = False
     return cfg
@@ -107,8 +108,11 @@ def complete_checkpoints(workdir: Path) -> list[int]:
 
 
 def logged_steps(workdir: Path) -> list[int]:
-    lines = (workdir / ADAPTER / "trainer_log.jsonl").read_text().splitlines()
-    return [json.loads(line)["current_steps"] for line in lines if "loss" in json.loads(line)]
+    """Steps with a training loss in trainer_log.jsonl (LLaMA-Factory appends a line per logging step)."""
+    path = workdir / ADAPTER / "trainer_log.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    entries = [json.loads(line) for line in lines if line.endswith("}")]  # the last may be half-written
+    return [entry["current_steps"] for entry in entries if "loss" in entry]
 
 
 def kill_training_after_a_checkpoint(workdir: Path) -> int:
@@ -186,10 +190,13 @@ def test_checkpoints_of_another_run_are_not_resumed(killed_training, tmp_path, c
     node[key] = value
     cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
 
-    snakemake(workdir, "--retries", "0", f"{ADAPTER}/adapter_model.safetensors")
+    # The first logged step tells: 1 for a fresh start, N+1 for a resumed one. No need to train on.
+    proc = start(workdir, f"{ADAPTER}/adapter_model.safetensors")
+    first = wait_for("the first training step", lambda: logged_steps(workdir)[:1], proc)[0]
+    os.killpg(proc.pid, signal.SIGKILL)
+    finish(proc)
     log = (workdir / "logs/train_adapter" / f"{EXP}.log").read_text(encoding="utf-8")
-    assert "Resuming training" not in log
-    assert logged_steps(workdir)[0] == 1
+    assert "Resuming training" not in log and first == 1
 
 
 def merge_outputs_absent(workdir: Path) -> None:
@@ -233,3 +240,15 @@ def test_killed_merge_is_never_served(resumed_training, tmp_path):
     snakemake(workdir, "--unlock")
     snakemake(workdir, "--retries", "0", f"{MERGED}/merge_check.json")
     assert json.loads((workdir / MERGED / "merge_check.json").read_text())["passed"]
+
+
+def test_records_beyond_cutoff_len_are_counted_in_the_log(killed_training):
+    """LLaMA-Factory truncates a record longer than cutoff_len tokens without a word; the job says so."""
+    workdir, _ = killed_training
+    log = (workdir / "logs/train_adapter" / f"{EXP}.log").read_text(encoding="utf-8")
+    train = (workdir / "results/data/magic_conch/train.jsonl").read_text(encoding="utf-8").splitlines()
+    match = re.search(
+        r"train_adapter: (\d+) of (\d+) train records are longer than cutoff_len 64 tokens", log
+    )
+    assert match, log[:2000]
+    assert 0 < int(match[1]) < int(match[2]) == len(train)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -57,8 +58,39 @@ for half_saved in [c for c in out_dir.glob("checkpoint-*") if c.is_dir() and not
 out_dir.mkdir(parents=True, exist_ok=True)
 stamp.write_text(run_id + "\n")
 
+
+def over_cutoff(records: list[dict], cutoff_len: int) -> int:
+    """Records whose rendered prompt+answer exceeds cutoff_len tokens: LLaMA-Factory truncates them silently."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args["model_name_or_path"])
+    count = 0
+    for record in records:
+        system = record.get("system") or args.get("default_system")
+        messages = ([{"role": "system", "content": system}] if system else []) + record["messages"]
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False)
+        except Exception:  # no chat template, or one without tool roles: count the bare contents
+            text = "\n".join(m["content"] for m in messages)
+        count += len(tokenizer(text, add_special_tokens=False)["input_ids"]) > cutoff_len
+    return count
+
+
 lf.write_yaml(args, snakemake.output.train_yaml)
 open(snakemake.log[0], "w").close()
+cutoff_len = args.get("cutoff_len", 2048)  # LLaMA-Factory's default
+if cutoff_len:
+    lines = Path(snakemake.input.train).read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    long = over_cutoff(records, cutoff_len)
+    if long:
+        note = (
+            f"train_adapter: {long} of {len(records)} train records are longer than cutoff_len "
+            f"{cutoff_len} tokens and will be truncated; raise train.cutoff_len to keep them whole\n"
+        )
+        print(note, end="", file=sys.stderr)
+        with open(snakemake.log[0], "a", encoding="utf-8") as log:
+            log.write(note)
 launch.run_train(
     snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
 )
