@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 
 import pytest
-from conftest import REPO, default_config
+from conftest import REPO, default_config, make_workdir, snakemake, tiny_config
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
@@ -27,15 +28,21 @@ def test_cpu_default_is_one_plain_process():
 
 def test_several_gpus_of_one_node_run_under_torchrun():
     env = launch.launch_env(compute(gpus=4), {"PATH": "/usr/bin"})
-    assert {k: env[k] for k in ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR")} == {
+    assert {
+        k: env[k] for k in ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR")
+    } == {
         "FORCE_TORCHRUN": "1",
         "NPROC_PER_NODE": "4",
         "NNODES": "1",
         "NODE_RANK": "0",
         "MASTER_ADDR": "127.0.0.1",
     }
-    assert "MASTER_PORT" not in env, "one node: LLaMA-Factory picks a free port, so jobs sharing a node differ"
-    assert env["PATH"].endswith("/usr/bin") and env["PATH"] != "/usr/bin", "torchrun of this environment first"
+    assert "MASTER_PORT" not in env, (
+        "one node: LLaMA-Factory picks a free port, so jobs sharing a node differ"
+    )
+    assert env["PATH"].endswith("/usr/bin") and env["PATH"] != "/usr/bin", (
+        "torchrun of this environment first"
+    )
     assert launch.launch_env(compute(gpus=4, master_port=29555), {})["MASTER_PORT"] == "29555"
 
 
@@ -141,3 +148,21 @@ def test_deepspeed_path_resolves_against_the_workflow(tmp_path, monkeypatch):
     assert launch.resolve_deepspeed({"deepspeed": "mine.json"}, REPO)["deepspeed"] == "mine.json"
     with pytest.raises(ConfigError, match="train.deepspeed: config/deepspeed/ds_z9.json exists neither"):
         launch.resolve_deepspeed({"deepspeed": "config/deepspeed/ds_z9.json"}, REPO)
+
+
+@pytest.mark.slow
+def test_training_under_torchrun_with_two_cpu_ranks(tmp_path):
+    """The launch env for real: LLaMA-Factory under torchrun, two data-parallel ranks (gloo on CPU)."""
+    cfg = tiny_config()
+    cfg["compute"].update(torchrun=True, nproc_per_node=2)
+    cfg["train"].update(num_train_epochs=1)
+    workdir = make_workdir(tmp_path, cfg)
+    snakemake(workdir, "results/adapters/default/adapter_model.safetensors")
+    log = (workdir / "logs/train_adapter/default.log").read_text()
+    assert "Initializing 2 distributed tasks" in log
+    records = len((workdir / "results/data/magic_conch/train.jsonl").read_text().splitlines())
+    last = json.loads((workdir / "results/adapters/default/trainer_log.jsonl").read_text().splitlines()[-1])
+    per_step = 2 * cfg["train"]["per_device_train_batch_size"] * cfg["train"]["gradient_accumulation_steps"]
+    assert last["total_steps"] == math.ceil(records / per_step), (
+        "each step takes one batch on each of 2 ranks"
+    )
