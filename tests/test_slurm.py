@@ -216,3 +216,26 @@ def test_outputs_equal_a_local_run(slurm_run, tiny_run):
     assert not different, f"adapter tensors differ from the local run's: {different[:5]}"
     metrics = "results/eval/default/metrics.json"
     assert json.loads((ours / metrics).read_text()) == json.loads((local / metrics).read_text())
+
+
+def test_multi_node_launch_reads_the_jobs_nodes_from_slurm(slurm, tmp_path):
+    """conch.launch asks squeue/scontrol for the job's hosts (a job step has no SLURM_JOB_NODELIST)."""
+    probe = (
+        "import os, socket\n"
+        "from conch import launch\n"
+        "from conch.errors import ConfigError\n"
+        "print('hosts', launch._job_nodes(os.environ['SLURM_JOB_ID']), socket.gethostname().split('.')[0])\n"
+        "try:\n"
+        "    launch.launch_env({'gpus': 1, 'nodes': 2, 'mem_mb': 1, 'runtime': 1}, os.environ)\n"
+        "except ConfigError as err:\n"
+        "    print('error', err)\n"
+    )
+    proc = subprocess.run(
+        ["timeout", "-k", "10", "300", "srun", "-A", ACCOUNT, "-n1", "-t", "5", sys.executable, "-c", probe],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    hosts_line = next(line for line in proc.stdout.splitlines() if line.startswith("hosts"))
+    hosts, me = hosts_line[len("hosts ") :].rsplit(" ", 1)
+    assert hosts == f"['{me}']"
+    assert "compute.nodes is 2 but Slurm job" in proc.stdout and f"holds 1: ['{me}']" in proc.stdout
