@@ -10,9 +10,6 @@ import logging
 import os
 import sys
 
-import uvicorn
-
-from conch.server.app import create_app
 from conch.server.settings import ServeConfigError, load_settings, single_model
 
 
@@ -86,6 +83,11 @@ def main(argv=None) -> None:
     logging.getLogger("conch.server").info(
         "API key %s", f"required (from ${args.api_key_env})" if api_key else "not required"
     )
+
+    # Imported only now: torch and transformers take seconds, and argument mistakes should not wait for them.
+    import uvicorn
+
+    from conch.server.app import create_app
 
     failed = []
 
