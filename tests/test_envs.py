@@ -45,7 +45,7 @@ def rule_scripts() -> list[tuple[str, Path, Path]]:
     """(rule, env file, script) for every rule that runs a script, read from the rule files."""
     found = []
     for smk in sorted((REPO / "rules").glob("*.smk")):
-        for block in re.split(r"\n\s*rule ", smk.read_text())[1:]:
+        for block in re.split(r"\n\s*(?:rule|checkpoint) ", smk.read_text())[1:]:
             name = block.split(":")[0].strip()
             env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
             script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
