@@ -41,6 +41,8 @@ checkpoint compare_experiments:
         "logs/compare_experiments/compare_experiments.log",
     benchmark:
         "benchmarks/compare_experiments/compare_experiments.tsv"
+    # Report assembly: seconds of work, not worth a cluster job.
+    localrule: True
     conda:
         "../envs/eval.yaml"
     threads: 1
