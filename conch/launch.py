@@ -172,7 +172,8 @@ def run_train(yaml_path: str | Path, log_path: str | Path, env: Mapping[str, str
         lf.run("train", yaml_path, log_path, env=dict(env))
         return
     argv = command(lf.cli(), yaml_path, env)
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1", **env}
+    # as conch.lf.run: never phone home from a training job, unless the environment says otherwise
+    full_env = {"HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1", **os.environ, **env}
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(argv)}\n")
         log.flush()
