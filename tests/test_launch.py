@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
+import subprocess
+import sys
 
 import pytest
 from conftest import REPO, default_config, make_workdir, snakemake, tiny_config
@@ -65,6 +68,17 @@ def test_multi_node_rendezvous_at_the_jobs_first_node():
     assert argv[5:7] == ["bash", "-c"]
     assert argv[7] == "NODE_RANK=$SLURM_NODEID exec /env/bin/llamafactory-cli train /w/train_config.yaml"
     assert shlex.split(argv[7])[2:] == ["/env/bin/llamafactory-cli", "train", "/w/train_config.yaml"]
+
+
+def test_each_node_takes_its_rank_from_slurm(tmp_path):
+    """The per-node shell line, run for real: quoting survives and NODE_RANK comes from SLURM_NODEID."""
+    fake_cli = [sys.executable, "-c", "import os, sys; print(os.environ['NODE_RANK'], sys.argv[1:])"]
+    yaml_path = tmp_path / "dir with space" / "train_config.yaml"
+    argv = launch.command(fake_cli, yaml_path, {"NNODES": "2"})
+    out = subprocess.run(
+        argv[5:], env={**os.environ, "SLURM_NODEID": "1"}, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"1 ['train', '{yaml_path}']"
 
 
 def test_multi_node_outside_slurm_or_short_of_nodes_names_the_setting():
