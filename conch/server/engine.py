@@ -29,6 +29,8 @@ log = logging.getLogger("conch.server")
 
 
 ENGINE_EVENTS = (
+    "prompt_tokens",
+    "completion_tokens",
     "prefill_passes",
     "prefill_tokens",
     "prefill_seconds",
@@ -165,7 +167,10 @@ class Engine:
         req.text.finish()
         tail = req.text.pending()
         req.finished = Completion(req.text.text, reason, len(req.prompt_ids), req.generated, error)
-        self._count(**{f"finished_{reason}": 1})
+        # Counted here, not per HTTP response: cancelled requests and internal callers (RAG) count too.
+        self._count(
+            **{f"finished_{reason}": 1}, prompt_tokens=len(req.prompt_ids), completion_tokens=req.generated
+        )
         items = ([tail] if tail and req.stream else []) + [req.finished]
         _post(req.loop, [(req, item) for item in items])
 
@@ -219,14 +224,12 @@ class Engine:
     def _take(self, logits: torch.Tensor, reqs: list[Request]) -> None:
         """Sample each request's next token (row i of `logits` is reqs[i]'s) and apply its stop conditions."""
         tokens = sample(logits, reqs)
-        now, deliveries = time.monotonic(), []
+        deliveries = []
         for req, token in zip(reqs, tokens, strict=True):
             if req.finished is not None or req.cancelled:
                 continue
             req.generated += 1
             req.last = token
-            if req.first_token_at is None:
-                req.first_token_at = now
             if token in self.stop_ids:
                 self._finish(req, "stop")
                 continue

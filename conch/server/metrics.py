@@ -26,7 +26,6 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         self.requests = collections.Counter()  # (path, status) -> count
-        self.tokens = collections.Counter()  # (model, kind) -> count
         self.latency_counts: dict[str, list[int]] = {}
         self.latency_sum = collections.Counter()
 
@@ -39,11 +38,6 @@ class Metrics:
             ] += 1
             self.latency_sum[path] += seconds
 
-    def add_tokens(self, model: str, prompt: int, completion: int) -> None:
-        with self._lock:
-            self.tokens[(model, "prompt")] += prompt
-            self.tokens[(model, "completion")] += completion
-
     def render(self, engines: dict) -> str:
         out: list[str] = []
 
@@ -55,14 +49,6 @@ class Metrics:
             family("conch_requests_total", "counter", "HTTP requests answered, by route and status code.")
             for (path, status), n in sorted(self.requests.items()):
                 out.append(f"conch_requests_total{_labels(path=path, status=status)} {n}")
-            for kind in ("prompt", "completion"):
-                family(
-                    f"conch_{kind}_tokens_total",
-                    "counter",
-                    f"{kind.capitalize()} tokens processed, by model.",
-                )
-                for name in engines:
-                    out.append(f"conch_{kind}_tokens_total{_labels(model=name)} {self.tokens[(name, kind)]}")
             family("conch_request_latency_seconds", "histogram", "Time from request to last byte, by route.")
             for path, counts in sorted(self.latency_counts.items()):
                 running = 0
@@ -90,7 +76,17 @@ class Metrics:
             "counter",
             "Engine work: forward passes, tokens and rows, seconds busy, finished requests by reason.",
         )
-        for model, engine in engines.items():
-            for event, n in sorted(engine.snapshot().items()):
-                out.append(f"conch_engine_events_total{_labels(model=model, event=event)} {n:g}")
+        snapshots = {model: engine.snapshot() for model, engine in engines.items()}
+        for model, events in snapshots.items():
+            for event, n in sorted(events.items()):
+                if not event.endswith("_tokens") or event.startswith(("prefill", "prefix")):
+                    out.append(f"conch_engine_events_total{_labels(model=model, event=event)} {n:g}")
+        for kind in ("prompt", "completion"):
+            family(
+                f"conch_{kind}_tokens_total",
+                "counter",
+                f"{kind.capitalize()} tokens of finished requests, by model.",
+            )
+            for model, events in snapshots.items():
+                out.append(f"conch_{kind}_tokens_total{_labels(model=model)} {events[f'{kind}_tokens']:g}")
         return "\n".join(out) + "\n"

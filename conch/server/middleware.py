@@ -38,16 +38,21 @@ class Gate:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, status, recorded = time.perf_counter(), [500], [False]
         # Unknown paths share one label, so a scanner cannot blow up the number of series.
         label = scope["path"] if scope["path"] in self.routes else "other"
+
+        def record() -> None:
+            if not recorded[0]:
+                recorded[0] = True
+                self.metrics.observe_request(label, status[0], time.perf_counter() - started)
 
         async def send_and_record(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
-                self.metrics.observe_request(label, status[0], time.perf_counter() - started)
+                record()
 
         if not self._authorized(scope):
             return await _reply(
@@ -74,7 +79,10 @@ class Gate:
                     raise HTTPException(413, _too_large(self.max_body_bytes)["error"]["message"])
             return message
 
-        await self.app(scope, receive_limited, send_and_record)
+        try:
+            await self.app(scope, receive_limited, send_and_record)
+        finally:
+            record()  # also a stream its client hung up on, with the status it had started with
 
 
 def _too_large(limit: int) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,8 +45,6 @@ class Request:
     last: int = -1  # the latest token, fed back at the next step
     finished: Completion | None = None
     cancelled: bool = False
-    arrived: float = field(default_factory=time.monotonic)
-    first_token_at: float | None = None
     _events: asyncio.Queue = field(default_factory=asyncio.Queue)
 
     async def pieces(self):

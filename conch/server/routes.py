@@ -130,7 +130,6 @@ def build_router(state: ServerState) -> APIRouter:
 
 
 def _final(state: ServerState, engine, result, make_body):
-    state.account(engine, result)
     if result.finish_reason == "error":
         raise ApiError(500, f"generation failed: {result.error}", "server_error")
     if result.finish_reason == "cancelled":  # the client is gone; nobody reads this
@@ -149,7 +148,6 @@ def _stream(state, engine, req, include_usage: bool, first, piece_chunk, final_c
             async for piece in req.pieces():
                 yield _sse(piece_chunk(piece))
             result = req.finished
-            state.account(engine, result)
             if result.finish_reason in ("error", "cancelled"):
                 yield _sse(
                     p.error_body(

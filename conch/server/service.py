@@ -139,9 +139,6 @@ class ServerState:
                 503, f"{exc}; retry shortly", "server_error", headers={"Retry-After": "1"}
             ) from exc
 
-    def account(self, engine: Engine, result: Completion) -> None:
-        self.metrics.add_tokens(engine.name, result.prompt_tokens, result.completion_tokens)
-
     async def wait(self, http_request, req: Request) -> Completion:
         """The finished request; if the client hangs up first, its slot is freed at once."""
         watcher = asyncio.create_task(cancel_on_disconnect(http_request, req))
@@ -163,7 +160,6 @@ class ServerState:
             result = await req.result()
         finally:
             req.cancel()
-        self.account(engine, result)
         if result.finish_reason == "error":
             raise RuntimeError(f"generation failed: {result.error}")
         return result.text
