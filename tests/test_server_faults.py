@@ -284,12 +284,23 @@ def test_sigterm_lets_in_flight_requests_finish():
             while busy_slots(server)[0] < len(tasks):
                 await asyncio.sleep(0.02)
             os.kill(server.proc.pid, signal.SIGTERM)
-            return await asyncio.gather(*tasks)
+            await asyncio.sleep(1)
+            refused = None
+            if not any(task.done() for task in tasks):  # still generating: a newcomer must be turned away
+                async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as newcomer:
+                    try:
+                        await newcomer.get("/health")
+                        refused = False
+                    except httpx.ConnectError:
+                        refused = True
+            return await asyncio.gather(*tasks), refused
 
-    results = asyncio.run(in_flight())
+    results, refused = asyncio.run(in_flight())
     assert {status for status, _ in results} == {200}, results
     assert {reason for _, reason in results} <= {"length", "stop"}, results  # none cut short
-    assert server.proc.wait(timeout=60) == 0
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{server.base_url}/health", timeout=5)
-    assert "Finished server process" in server.log.read_text(encoding="utf-8")
+    assert refused is not False, "a new connection was accepted after SIGTERM"
+    # uvicorn re-raises the signal once it has shut down cleanly, so the exit status says SIGTERM.
+    assert server.proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    log = server.log.read_text(encoding="utf-8")
+    assert "Application shutdown complete" in log and "Finished server process" in log
+    assert "Traceback" not in log
