@@ -12,8 +12,9 @@ from conch.data.pipeline import OUTPUT_FILES
 from conch.data.records import dedup_key
 from conch.data.split import unit_interval
 
-DEMO = Path("/work/shared/datasets/llamafactory-demo")
 ROOT = Path(__file__).resolve().parents[1]
+# shared/ lies beside the checkout, here and in CI.
+DEMO = ROOT.parent / "shared" / "datasets" / "llamafactory-demo"
 MAGIC = [
     ROOT / "data/raw/magic_conch_en.json",
     ROOT / "data/raw/magic_conch_zh.jsonl",
