@@ -90,6 +90,7 @@ rule rag_index:
     params:
         embedding_model=RAG["embedding_model"],
         batch_size=RAG["embedding_batch_size"],
+        vector_index=RAG["vector_index"],
         cache=RAG_CACHE,
         retrieval={
             k: RAG[k]

@@ -153,3 +153,19 @@ def test_cross_encoder_reranks_the_candidates(kb_index, embedder, tmp_path):
 
     direct = CrossEncoder(str(tmp_path / "reranker")).predict([(question, context_text(reranked[0]))])
     assert float(direct[0]) == pytest.approx(scores[0], abs=1e-5)
+
+
+def test_inverted_file_index_finds_the_same_sources(kb_index, tmp_path, embedder):
+    """The approximate index used from 20,000 chunks: built, reloaded, and still finding the known sources."""
+    work, _, chunks = kb_index
+    cache = EmbeddingCache(work / "cache.sqlite")
+    meta = build_index(chunks, tmp_path / "ivf", embedder=embedder, cache=cache, vector_index="ivf")
+    assert meta["build"]["embedded"] == 0
+    assert meta["vector_index"]["type"] == "ivf" and meta["vector_index"]["nlist"] == int(len(chunks) ** 0.5)
+    retriever = Retriever(tmp_path / "ivf", embedder=embedder)
+    assert retriever.index.vectors.nprobe == meta["vector_index"]["nprobe"]
+    for question, source in [
+        ("Who is the lifeguard at Goo Lagoon?", "lore/goo-lagoon.txt"),
+        ("章鱼哥的房子是什么形状？", "lore_zh/章鱼哥.md"),
+    ]:
+        assert retriever.search(question)[0]["source"] == source

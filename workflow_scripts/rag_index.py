@@ -26,6 +26,7 @@ meta = build_index(
     tokenizer_path="tokenizer",
     max_context_tokens=context,
     retrieval=dict(p.retrieval),
+    vector_index=p.vector_index,
 )
 cache.close()
 with open(snakemake.log[0], "w", encoding="utf-8") as log:

@@ -9,6 +9,7 @@ pass the threshold are reordered by a cross-encoder before the top-k cut.
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 
 from conch.rag.chunk import context_text
@@ -61,7 +62,12 @@ class Retriever:
     def _candidates(self, question: str, n: int):
         query = self._encode_query(question)
         k = min(n, self.index.vectors.ntotal)
-        sims, ids = self.index.vectors.search(query, k)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: OpenMP threads spinning on a busy CPU cost 5x here
+        try:
+            sims, ids = self.index.vectors.search(query, k)
+        finally:
+            faiss.omp_set_num_threads(threads)
         vector_ids = [int(i) for i in ids[0] if i >= 0]
         bm25 = self.index.bm25
         terms = bm25.query_terms(question)
