@@ -224,3 +224,18 @@ def test_ppo_prompts_are_distinct_and_end_with_the_user():
     assert all(p[-1]["role"] == "user" for p in found)
     # Pairs unpaired for KTO share their prompt with the pair: counted once.
     assert len(found) < len(result.pairs["train"]) + len(result.kto["train"])
+
+
+def test_alpaca_pairs_in_csv(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text(
+        "instruction,input,chosen,rejected\n"
+        '"Who are you?",,I am the Magic Conch.,I am ChatGPT.\n'
+        "Should I nap?,Today,Yes.,\n",
+        encoding="utf-8",
+    )
+    result = prepare_preference([str(path)], val_fraction=0, test_fraction=0)
+    (pair,) = result.pairs["train"]
+    assert pair["chosen"]["content"] == "I am the Magic Conch." and pair["source"] == f"{path}:row 1"
+    (reject,) = result.rejects
+    assert (reject["row"], reject["reason"], reject["detail"]) == (2, "empty_side", "rejected is empty")

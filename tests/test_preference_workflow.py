@@ -143,7 +143,11 @@ def test_ppo_reads_the_reward_where_llamafactory_trained_it(preference_run):
 def test_ppo_trains_and_the_report_puts_the_models_side_by_side(preference_run):
     history = [json.loads(line) for line in (preference_run / "results/ppo/default/ppo_log.jsonl").open()]
     assert len(history) == 2 and all("objective/scores" in h and "objective/kl" in h for h in history)
-    assert (preference_run / "results/ppo/default/adapter/adapter_model.safetensors").exists()
+    from safetensors.torch import load_file
+
+    adapter = load_file(preference_run / "results/ppo/default/adapter/adapter_model.safetensors")
+    # LoRA's B matrices start at zero: PPO's updates are what moved them.
+    assert max(t.abs().max().item() for k, t in adapter.items() if "lora_B" in k) > 0
     metrics = load_json(preference_run / "results/eval_preference/default/metrics.json")
     assert list(metrics["models"]) == ["sft", "dpo", "ppo"]
     for values in metrics["models"].values():

@@ -215,7 +215,9 @@ def _read_parquet(path: str, data: bytes) -> FileRead:
 
 def _tabular(path: str, fmt: str, columns: list[str], rows: list[dict]) -> FileRead:
     found = set(columns)
-    if not ({"instruction", "output"} <= found or found & {"conversations", "messages"}):
+    # instruction + chosen + rejected: alpaca-style preference pairs (conch/preference reads them).
+    alpaca = {"instruction", "output"} <= found or {"instruction", "chosen", "rejected"} <= found
+    if not (alpaca or found & {"conversations", "messages"}):
         raise DataError(
             f"{path}: found columns {columns}; need instruction and output (alpaca) or a conversations "
             "or messages column (JSON list of turns); rename the header to match."
