@@ -33,7 +33,9 @@ HOLDER = textwrap.dedent(
 )
 
 
-def start(tmp_path: Path, name: str, n: int, devices: str, mode: str = "hold") -> tuple[subprocess.Popen, Path]:
+def start(
+    tmp_path: Path, name: str, n: int, devices: str, mode: str = "hold"
+) -> tuple[subprocess.Popen, Path]:
     report = tmp_path / f"{name}.txt"
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(n), devices, str(tmp_path / "locks"), str(report), mode],
@@ -103,7 +105,9 @@ def test_timeout_names_the_busy_slots(tmp_path):
 
 
 def test_asking_for_more_gpus_than_listed_names_the_setting(tmp_path):
-    with pytest.raises(gpus.GpuError, match=r"asks for 2 GPU\(s\) \(compute.gpus\) but compute.devices lists 1"):
+    with pytest.raises(
+        gpus.GpuError, match=r"asks for 2 GPU\(s\) \(compute.gpus\) but compute.devices lists 1"
+    ):
         gpus.claim(2, ["0"], lock_dir=tmp_path)
 
 
