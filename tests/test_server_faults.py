@@ -271,14 +271,23 @@ def test_sigterm_lets_in_flight_requests_finish():
         async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as http:
 
             async def plain():
-                r = await http.post("/v1/chat/completions", json=body)
-                return r.status_code, r.json()["choices"][0]["finish_reason"]
+                try:
+                    r = await http.post("/v1/chat/completions", json=body)
+                    return r.status_code, r.json()["choices"][0]["finish_reason"]
+                except (httpx.HTTPError, ValueError) as exc:
+                    return "cut short", repr(exc)
 
             async def streamed():
-                async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
-                    lines = [line async for line in r.aiter_lines() if line]
-                done = json.loads(lines[-2][6:])["choices"][0]["finish_reason"]
-                return r.status_code, done if lines[-1] == "data: [DONE]" else "cut short"
+                try:
+                    async with http.stream(
+                        "POST", "/v1/chat/completions", json={**body, "stream": True}
+                    ) as r:
+                        lines = [line async for line in r.aiter_lines() if line]
+                except httpx.HTTPError as exc:
+                    return "cut short", repr(exc)
+                if lines[-1:] != ["data: [DONE]"]:
+                    return "cut short", lines[-1:]
+                return r.status_code, json.loads(lines[-2][6:])["choices"][0]["finish_reason"]
 
             tasks = [asyncio.create_task(f()) for f in (plain, plain, plain, streamed, streamed, streamed)]
             while busy_slots(server)[0] < len(tasks):
