@@ -51,7 +51,8 @@ manifest = {
     },
     "repeat": [
         f"llamafactory-cli train {inp.train_yaml}",
-        f"snakemake --forcerun train_adapter {inp.adapter}",
+        # A fresh directory: LLaMA-Factory would resume from a checkpoint left in the old one.
+        f"rm -r {Path(inp.adapter).parent} && snakemake --cores all {inp.adapter}",
     ],
 }
 Path(snakemake.output[0]).write_text(
