@@ -258,6 +258,7 @@ def test_soak_with_malformed_and_cancelled_requests():
     r = httpx.post(f"{server.base_url}/v1/chat/completions", json=_body(temperature=0), timeout=60)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] > 0
     after = _rss(server.proc.pid)
+    print(f"soak: server RSS {before >> 20} MiB after warm-up, {after >> 20} MiB after the soak")
     assert after <= before * 1.10, f"RSS grew from {before >> 20} MiB to {after >> 20} MiB"
 
 
