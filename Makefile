@@ -7,7 +7,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= all
 EXPERIMENT ?= default
 
-.PHONY: run test test-fast lint format dag serve clean venv
+.PHONY: run test test-fast test-faults lint format dag serve clean venv
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow"
+
+# The fault suite (docs/reliability.md): bad data, bad config, kills, secrets, paths, hostile traffic.
+FAULT_TESTS := tests/test_bad_data.py tests/test_config.py tests/test_interruption.py tests/test_secrets.py \
+	tests/test_paths.py tests/test_server_faults.py
+test-faults: venv
+	$(PY) -m pytest $(FAULT_TESTS)
 
 lint: venv
 	snakemake --lint
