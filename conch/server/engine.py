@@ -69,7 +69,8 @@ class Engine:
         # Every key exists from the start: /metrics shows zeros, and reading never races a dict resize.
         self.counters = collections.Counter(dict.fromkeys(ENGINE_EVENTS, 0))
         self._ids = itertools.count()
-        self._cv = threading.Condition()
+        # Held only for queue bookkeeping, never during model work: the event loop takes it on every request.
+        self._cv = threading.Condition(threading.Lock())
         self._count_lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"conch-engine-{name}", daemon=True)
@@ -124,14 +125,15 @@ class Engine:
 
     def cancel(self, req: Request) -> None:
         """Free the request's slot: a queued one leaves the queue now, a running one at the next step."""
+        if req.finished is not None:
+            return
+        req.cancelled = True
         with self._cv:
-            if req.finished is not None:
-                return
-            req.cancelled = True
-            if req in self.waiting:
+            queued = req in self.waiting
+            if queued:
                 self.waiting.remove(req)
-                self._finish(req, "cancelled")
-            self._cv.notify()
+        if queued:  # the engine thread never saw it: finishing it here races with nothing
+            self._finish(req, "cancelled")
 
     def snapshot(self) -> dict[str, float]:
         with self._count_lock:
@@ -212,9 +214,8 @@ class Engine:
                     )
             except Exception as exc:  # a bad step must not take the server down: fail its requests, go on
                 log.exception("engine %s: step failed", self.name)
-                with self._cv:
-                    for req in [*self.rows, *admitted]:
-                        self._finish(req, "error", f"{type(exc).__name__}: {exc}")
+                for req in [*self.rows, *admitted]:
+                    self._finish(req, "error", f"{type(exc).__name__}: {exc}")
                 self.rows = []
                 self.batch.clear()
         with self._cv:
@@ -249,14 +250,14 @@ class Engine:
             _post(loop, items)
 
     def _drop_done(self) -> None:
-        with self._cv:
-            for req in self.rows:
-                if req.cancelled:
-                    self._finish(req, "cancelled")
-            keep = [i for i, req in enumerate(self.rows) if req.finished is None]
-            if len(keep) != len(self.rows):
-                self.rows = [self.rows[i] for i in keep]
-                self.batch.keep(keep)
+        # No lock: only this thread changes `rows` (submit reads its length, an atomic read).
+        for req in self.rows:
+            if req.cancelled:
+                self._finish(req, "cancelled")
+        keep = [i for i, req in enumerate(self.rows) if req.finished is None]
+        if len(keep) != len(self.rows):
+            self.rows = [self.rows[i] for i in keep]
+            self.batch.keep(keep)
 
 
 def _post(loop: asyncio.AbstractEventLoop, items: list) -> None:
