@@ -36,6 +36,7 @@ class KVBatch:
         self.model = model
         self.pad_token_id = pad_token_id
         self.prefixes = prefixes
+        self.device = model.device  # transformers looks it up through the parameters on every access
         # Only SDPA takes the boolean 4D mask built here; other attention kernels get the 2D mask.
         self._sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
         self.cache: DynamicCache | None = None
@@ -47,10 +48,6 @@ class KVBatch:
 
     def clear(self) -> None:
         self.cache = self.mask = self.positions = None
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     @torch.inference_mode()
     def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
