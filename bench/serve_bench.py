@@ -17,12 +17,15 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
 import time
 import urllib.parse
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conch.server.smoke import free_port, running_server  # noqa: E402
@@ -149,7 +152,7 @@ async def closed_loop(
             c.close()
 
 
-def summarize(seconds: float, latencies: list[float], answers: list[str], tokenizer) -> dict:
+def summarize(seconds: float, latencies: list[float], answers: list[str], cpu_s: float, tokenizer) -> dict:
     tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
     latencies = sorted(latencies)
     return {
@@ -160,7 +163,87 @@ def summarize(seconds: float, latencies: list[float], answers: list[str], tokeni
         "mean_tokens": tokens / len(latencies),
         "p50_s": statistics.median(latencies),
         "p95_s": latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)],
+        # CPU the server process spent per request: what the machine's other load cannot distort much.
+        "cpu_ms_per_request": 1000 * cpu_s / len(latencies),
     }
+
+
+def server_commands(args, ports: dict[str, int]) -> dict[str, list[str]]:
+    py, common = sys.executable, ["--max-new-tokens", str(args.max_tokens), "--threads", str(args.threads)]
+    reference = Path(__file__).with_name("reference_server.py")
+    return {
+        "reference": [py, str(reference), "--model", args.model, "--port", str(ports["reference"]), *common],
+        "conch": [
+            py,
+            "-m",
+            "conch.server",
+            "--model",
+            args.model,
+            "--port",
+            str(ports["conch"]),
+            *common,
+            "--max-batch-size",
+            str(max(args.concurrency)),
+            "--no-access-log",
+        ],
+    }
+
+
+def measure(args, log_dir: Path) -> dict:
+    """(server, concurrency) -> (seconds, latencies, answers, server CPU seconds), rounds alternating servers."""
+    ports = {"reference": free_port(), "conch": free_port()}
+    commands = server_commands(args, ports)
+    runs = {(kind, c): ([], [], [], []) for kind in commands for c in args.concurrency}
+    with contextlib.ExitStack() as stack:
+        processes = {
+            kind: psutil.Process(
+                stack.enter_context(
+                    running_server(command, f"http://127.0.0.1:{ports[kind]}", log_dir / f"{kind}.log")
+                ).pid
+            )
+            for kind, command in commands.items()
+        }
+        first = 0
+        for r in range(args.rounds):
+            for c in args.concurrency:
+                per_client = max(1, args.requests // c)
+                for kind in commands:  # the same questions for both servers
+                    cpu_before = sum(processes[kind].cpu_times()[:2])
+                    seconds, latencies, answers = asyncio.run(
+                        closed_loop(ports[kind], c, per_client, args.max_tokens, first)
+                    )
+                    run_seconds, run_latencies, run_answers, run_cpu = runs[kind, c]
+                    run_seconds.append(seconds)
+                    run_latencies.extend(latencies)
+                    run_answers.extend(answers)
+                    run_cpu.append(sum(processes[kind].cpu_times()[:2]) - cpu_before)
+                    print(
+                        f"  round {r + 1} c={c:<3d} {kind:9s} {len(latencies) / seconds:8.2f} req/s",
+                        flush=True,
+                    )
+                first += c * per_client + c
+    return runs
+
+
+def print_table(results: dict, concurrency: list[int]) -> None:
+    print(
+        "\n| concurrency | server | requests/s | completion tokens/s | p50 latency (s) | p95 latency (s) "
+        "| server CPU ms / request |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for c in concurrency:
+        ref, ours = results[f"reference/c={c}"], results[f"conch/c={c}"]
+        for kind, r in (("reference", ref), ("conch", ours)):
+            print(
+                f"| {c} | {kind} | {r['req_per_s']:.1f} | {r['tok_per_s']:.1f} | {r['p50_s']:.3f} "
+                f"| {r['p95_s']:.3f} | {r['cpu_ms_per_request']:.1f} |"
+            )
+        print(
+            f"| {c} | conch ÷ reference | **{ours['req_per_s'] / ref['req_per_s']:.2f}×** "
+            f"| **{ours['tok_per_s'] / ref['tok_per_s']:.2f}×** | {ours['p50_s'] / ref['p50_s']:.2f}× "
+            f"| {ours['p95_s'] / ref['p95_s']:.2f}× "
+            f"| {ours['cpu_ms_per_request'] / ref['cpu_ms_per_request']:.2f}× |"
+        )
 
 
 def main() -> None:
@@ -185,88 +268,23 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     log_dir = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    py = sys.executable
-    ports = {"reference": free_port(), "conch": free_port()}
-    commands = {
-        "reference": [
-            py,
-            str(Path(__file__).with_name("reference_server.py")),
-            "--model",
-            args.model,
-            "--port",
-            str(ports["reference"]),
-            "--max-new-tokens",
-            str(args.max_tokens),
-            "--threads",
-            str(args.threads),
-        ],
-        "conch": [
-            py,
-            "-m",
-            "conch.server",
-            "--model",
-            args.model,
-            "--port",
-            str(ports["conch"]),
-            "--max-new-tokens",
-            str(args.max_tokens),
-            "--threads",
-            str(args.threads),
-            "--max-batch-size",
-            str(max(args.concurrency)),
-            "--no-access-log",
-        ],
-    }
     print(
-        f"model {args.model}; max_tokens {args.max_tokens}; torch threads {args.threads}; "
-        f"{args.rounds} rounds of {args.requests} requests; logs in {log_dir}",
+        f"model {args.model}; max_tokens {args.max_tokens}; torch threads {args.threads}; {args.rounds} rounds "
+        f"of {args.requests} requests; {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+        f"logs in {log_dir}",
         flush=True,
     )
-    runs = {
-        (kind, c): ([], [], []) for kind in commands for c in args.concurrency
-    }  # seconds, latencies, answers
-    with contextlib.ExitStack() as stack:
-        for kind, command in commands.items():
-            stack.enter_context(
-                running_server(command, f"http://127.0.0.1:{ports[kind]}", log_dir / f"{kind}.log")
-            )
-        first = 0
-        for r in range(args.rounds):
-            for c in args.concurrency:
-                per_client = max(1, args.requests // c)
-                for kind in commands:  # the same questions for both servers
-                    seconds, latencies, answers = asyncio.run(
-                        closed_loop(ports[kind], c, per_client, args.max_tokens, first)
-                    )
-                    runs[kind, c][0].append(seconds)
-                    runs[kind, c][1].extend(latencies)
-                    runs[kind, c][2].extend(answers)
-                    print(
-                        f"  round {r + 1} c={c:<3d} {kind:9s} {len(latencies) / seconds:8.2f} req/s",
-                        flush=True,
-                    )
-                first += c * per_client + c
+    runs = measure(args, log_dir)
     results = {
-        f"{kind}/c={c}": summarize(sum(sec), lat, ans, tokenizer)
-        for (kind, c), (sec, lat, ans) in runs.items()
+        f"{kind}/c={c}": summarize(sum(sec), lat, ans, sum(cpu), tokenizer)
+        for (kind, c), (sec, lat, ans, cpu) in runs.items()
     }
     same = all(runs["conch", c][2] == runs["reference", c][2] for c in args.concurrency)
     print(f"\ngreedy answers identical between the servers: {same}")
-    print("\n| concurrency | server | requests/s | completion tokens/s | p50 latency (s) | p95 latency (s) |")
-    print("|---|---|---|---|---|---|")
-    for c in args.concurrency:
-        ref, ours = results[f"reference/c={c}"], results[f"conch/c={c}"]
-        for kind, r in (("reference", ref), ("conch", ours)):
-            print(
-                f"| {c} | {kind} | {r['req_per_s']:.1f} | {r['tok_per_s']:.1f} | {r['p50_s']:.3f} | {r['p95_s']:.3f} |"
-            )
-        print(
-            f"| {c} | conch ÷ reference | **{ours['req_per_s'] / ref['req_per_s']:.2f}×** | "
-            f"**{ours['tok_per_s'] / ref['tok_per_s']:.2f}×** | {ours['p50_s'] / ref['p50_s']:.2f}× | "
-            f"{ours['p95_s'] / ref['p95_s']:.2f}× |"
-        )
+    print_table(results, args.concurrency)
+    mean_tokens = results[f"conch/c={args.concurrency[0]}"]["mean_tokens"]
     print(
-        f"\nmean completion tokens per request: {results[f'conch/c={args.concurrency[0]}']['mean_tokens']:.1f}"
+        f"\nmean completion tokens per request: {mean_tokens:.1f}; load average now {os.getloadavg()[0]:.1f}"
     )
     if args.json:
         Path(args.json).write_text(
