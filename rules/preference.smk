@@ -62,6 +62,9 @@ if PREF_METHODS:
         script:
             "../workflow_scripts/pref_prepare.py"
 
+
+if set(PREF_METHODS) & {"dpo", "kto"}:
+
     rule train_preference:
         input:
             dataset_info=rules.prepare_preference.output.dataset_info,
@@ -120,6 +123,9 @@ if PREF_METHODS:
             template=config["template"],
         script:
             "../workflow_scripts/pref_merge.py"
+
+
+if RM_TRAINED:
 
     rule train_reward_model:
         input:
@@ -193,6 +199,9 @@ if PREF_METHODS:
         script:
             "../workflow_scripts/pref_convert_rm.py"
 
+
+if "ppo" in PREF_METHODS:
+
     rule train_ppo:
         input:
             sft_model=rules.merge_adapter.output.model,
@@ -240,6 +249,9 @@ if PREF_METHODS:
             max_prompts=PPO_CFG.get("max_prompts"),
         script:
             "../workflow_scripts/pref_ppo.py"
+
+
+if PREF_METHODS:
 
     rule evaluate_preference:
         input:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import yaml
-from conftest import REPO, default_config, make_workdir, snakemake
+from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
 from conch.config import problems
 from conch.preference.stages import merge_base, prepare_output_dir, stage_args
@@ -170,3 +171,22 @@ def test_checkpoints_resume_only_for_the_same_run(tmp_path):
     (model / "model.safetensors").write_bytes(b"22")  # the SFT model was rebuilt at the same path
     assert not prepare()
     assert not prepare(resume=False)  # stage rm never resumes
+
+
+@pytest.mark.parametrize(
+    ("files", "planned", "absent"),
+    [
+        ([], [], ["prepare_preference", "train_preference", "train_reward_model", "train_ppo"]),
+        (["dpo.yaml"], ["train_preference", "merge_preference", "evaluate_preference"], ["train_ppo"]),
+        (["ppo.yaml"], ["train_reward_model", "convert_reward_model", "train_ppo"], ["train_preference"]),
+    ],
+)
+def test_each_example_plans_its_own_branch(tmp_path, files, planned, absent):
+    cfg = layered(*files)
+    workdir = make_workdir(tmp_path, cfg)
+    for raw in (cfg.get("preference") or {}).get("data", {}).get("raw", []):
+        (workdir / raw).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / raw, workdir / raw)
+    jobs = planned_jobs(workdir)
+    assert all(jobs.get(rule) == 1 for rule in planned), jobs
+    assert not set(absent) & set(jobs), jobs
