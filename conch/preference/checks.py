@@ -78,13 +78,11 @@ def problems(config: dict) -> list[str]:
         )
     if not methods:
         return found
-    needs_pairs = [m for m in methods if m in ("dpo", "kto")]
-    if "ppo" in methods and (ppo.get("reward_model") == "train" or ppo.get("prompts") == "preference"):
-        needs_pairs.append("ppo")
-    if needs_pairs and not data.get("raw"):
+    if not data.get("raw"):
         found.append(
-            f"config key preference.data.raw: preference.methods {needs_pairs} train on preference data; "
-            "add preference.data.raw: [files of pairs (chosen/rejected) or KTO records] (docs/preference.md)"
+            f"config key preference.data.raw: preference.methods {methods} are trained and evaluated on "
+            "preference data (held-out pairs); add preference.data.raw: [files of pairs (chosen/rejected) "
+            "or KTO records] (docs/preference.md)"
         )
     if "ppo" in methods:
         found += _ppo_problems(ppo)
