@@ -130,6 +130,24 @@ def test_hostile_bodies_get_a_clear_answer(fuzzed, case):
         assert r.json()["error"]["param"] == param and r.json()["error"]["message"], r.text
 
 
+@pytest.mark.slow
+def test_a_chunked_body_over_the_limit_is_refused(fuzzed):
+    """No Content-Length to refuse up front: the server counts the bytes as they arrive."""
+
+    def body():
+        yield b'{"model": "tiny", "messages": [{"role": "user", "content": "'
+        yield from (b"x" * 65536 for _ in range(20))  # 1.25 MiB, over the 1 MiB default
+        yield b'"}]}'
+
+    r = httpx.post(
+        f"{fuzzed.base_url}/v1/chat/completions",
+        content=body(),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == 413 and "limit" in r.json()["error"]["message"], r.text
+
+
 @pytest.mark.parametrize("top_p", [1e-30, 1e-46, 5e-324])
 def test_a_vanishing_top_p_samples_the_most_likely_token(top_p):
     """Found by the fuzzer: a top_p that float32 rounds to 0 once left no token to draw (a 500)."""
