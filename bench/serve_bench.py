@@ -168,6 +168,15 @@ def summarize(seconds: float, latencies: list[float], answers: list[str], cpu_s:
     }
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU of a server and its child processes (conch runs each model's engine in one)."""
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(p.cpu_times()[:2])
+    return total
+
+
 def server_commands(args, ports: dict[str, int]) -> dict[str, list[str]]:
     py, common = sys.executable, ["--max-new-tokens", str(args.max_tokens), "--threads", str(args.threads)]
     reference = Path(__file__).with_name("reference_server.py")
@@ -208,7 +217,7 @@ def measure(args, log_dir: Path) -> dict:
             for c in args.concurrency:
                 per_client = max(1, args.requests // c)
                 for kind in commands:  # the same questions for both servers
-                    cpu_before = sum(processes[kind].cpu_times()[:2])
+                    cpu_before = cpu_seconds(processes[kind])
                     seconds, latencies, answers = asyncio.run(
                         closed_loop(ports[kind], c, per_client, args.max_tokens, first)
                     )
@@ -216,7 +225,7 @@ def measure(args, log_dir: Path) -> dict:
                     run_seconds.append(seconds)
                     run_latencies.extend(latencies)
                     run_answers.extend(answers)
-                    run_cpu.append(sum(processes[kind].cpu_times()[:2]) - cpu_before)
+                    run_cpu.append(cpu_seconds(processes[kind]) - cpu_before)
                     print(
                         f"  round {r + 1} c={c:<3d} {kind:9s} {len(latencies) / seconds:8.2f} req/s",
                         flush=True,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import httpx
+import psutil
 import pytest
 import yaml
+from test_server_support import start_server, tiny_model
 
 from conch.server.settings import ServeConfigError, load_settings
 
@@ -70,3 +74,28 @@ def test_a_model_that_cannot_load_stops_the_server(tmp_path):
     proc = run_cli("--model", str(tmp_path / "not_a_model"), "--port", "0")
     assert proc.returncode != 0
     assert "loading the models failed" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_dead_engine_process_fails_its_requests_and_health():
+    """The model runs in a child process; if it dies, in-flight requests end with an error, new ones get 503
+    and /health stops saying ok, while the server itself keeps answering."""
+    server = start_server("engine-crash", ["--model", tiny_model(), "--name", "tiny"])
+    children = psutil.Process(server.proc.pid).children(recursive=True)
+    engine = next(p for p in children if "spawn_main" in " ".join(p.cmdline()))  # multiprocessing's spawn
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 480,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        next(lines)
+        engine.kill()
+        rest = [line for line in lines if line]
+    assert '"error"' in rest[-2] and rest[-1] == "data: [DONE]"
+    health = httpx.get(f"{server.base_url}/health", timeout=10)
+    assert health.status_code == 503 and "exited" in json.dumps(health.json())
+    r = httpx.post(f"{server.base_url}/v1/chat/completions", json={**body, "stream": False}, timeout=10)
+    assert r.status_code == 503 and "not available" in r.json()["error"]["message"]

@@ -40,13 +40,14 @@ def test_staggered_requests_in_one_batch_equal_offline_greedy(model_and_tokenize
     async def scenario():
         async def one(i):
             await asyncio.sleep(0.003 * i)  # arrive while others are mid-generation
+            stream = i % 2 == 0
             req = engine.submit(
-                ids_of(tokenizer, conversation(i)), SamplingParams(), 6 + 3 * i, stream=i % 2 == 0
+                ids_of(tokenizer, conversation(i)), SamplingParams(), 6 + 3 * i, stream=stream
             )
-            if req.stream:
+            if stream:
                 pieces = [p async for p in req.pieces()]
                 assert "".join(pieces) == req.finished.text
-            return await req.result() if not req.stream else req.finished
+            return req.finished if stream else await req.result()
 
         return await asyncio.gather(*(one(i) for i in range(8)))
 

@@ -38,7 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="CONCH_API_KEY",
         help="environment variable holding the API key; unset or empty: no key required",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads per engine process (default: torch's choice)"
+    )
     parser.add_argument("--rag-index", help="RAG index directory: adds the conch.rag.api routes")
     parser.add_argument(
         "--no-access-log",
@@ -61,12 +63,11 @@ def drop_query_string(record: logging.LogRecord) -> bool:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     limits = dict(
-        max_new_tokens=args.max_new_tokens, max_batch_size=args.max_batch_size, max_queue=args.max_queue
+        max_new_tokens=args.max_new_tokens,
+        max_batch_size=args.max_batch_size,
+        max_queue=args.max_queue,
+        threads=args.threads,
     )
     try:
         if args.config:

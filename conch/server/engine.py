@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import itertools
 import logging
 import random
@@ -21,9 +20,9 @@ import torch
 from conch.modeling import stop_token_ids
 from conch.server.batch import KVBatch
 from conch.server.prefix import PrefixCache, template_head
-from conch.server.request import Completion, QueueFull, Request
+from conch.server.request import Completion, Handle, Post, QueueFull, Request, post_to_loop
 from conch.server.sampling import SamplingParams, sample
-from conch.server.text import TextAssembler
+from conch.server.text import TextAssembler, encode
 
 log = logging.getLogger("conch.server")
 
@@ -61,7 +60,6 @@ class Engine:
         self.max_prefill_tokens = max_prefill_tokens
         self.context_length = context_length or int(getattr(model.config, "max_position_embeddings", 2048))
         self.stop_ids = frozenset(stop_token_ids(tokenizer, model))
-        self._backend = getattr(tokenizer, "backend_tokenizer", None)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.batch = KVBatch(model, pad_id, PrefixCache() if prefix_cache else None)
         self.rows: list[Request] = []
@@ -69,6 +67,7 @@ class Engine:
         # Every key exists from the start: /metrics shows zeros, and reading never races a dict resize.
         self.counters = collections.Counter(dict.fromkeys(ENGINE_EVENTS, 0))
         self._ids = itertools.count()
+        self._posts: dict[asyncio.AbstractEventLoop, Post] = {}
         # Held only for queue bookkeeping, never during model work: the event loop takes it on every request.
         self._cv = threading.Condition(threading.Lock())
         self._count_lock = threading.Lock()
@@ -90,27 +89,38 @@ class Engine:
 
     # ---- event-loop side -------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
-        """Token ids of a rendered prompt (the fast tokenizer's own encoder when there is one: same ids, less
-        per-call overhead than the transformers wrapper)."""
-        if self._backend is not None:
-            return self._backend.encode(text, add_special_tokens=False).ids
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode(self.tokenizer, text)
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams, max_tokens: int, stream: bool) -> Request:
-        loop = asyncio.get_running_loop()
+    async def stats(self) -> dict:
+        return {**self.snapshot(), "active": self.active, "queue_depth": self.queue_depth}
+
+    alive = True  # an in-process engine lives as long as the server
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, max_tokens: int, stream: bool) -> Handle:
+        """On an event loop: enqueue, and get the handle its answer arrives through."""
+        loop, handle = asyncio.get_running_loop(), Handle()
+        if loop not in self._posts:  # one poster per loop, so a step hands everything over at once
+            self._posts[loop] = lambda items: post_to_loop(loop, [(req.handle, item) for req, item in items])
+        req = self.enqueue(prompt_ids, params, max_tokens, stream, self._posts[loop])
+        req.handle = handle
+        handle._cancel = lambda: self.cancel(req)
+        return handle
+
+    def enqueue(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        max_tokens: int,
+        stream: bool,
+        post: Post,
+        request_id: int | None = None,
+    ) -> Request:
+        """From any thread: add a request; `post` receives its pieces and Completion (from the engine thread)."""
         seed = params.seed if params.seed is not None else random.getrandbits(63)
         generator = None if params.greedy else torch.Generator().manual_seed(seed)
-        req = Request(
-            next(self._ids),
-            prompt_ids,
-            params,
-            max_tokens,
-            stream,
-            TextAssembler(self.tokenizer, params.stop, incremental=stream),
-            loop,
-            self,
-            generator,
-        )
+        text = TextAssembler(self.tokenizer, params.stop, incremental=stream)
+        rid = next(self._ids) if request_id is None else request_id
+        req = Request(rid, prompt_ids, params, max_tokens, stream, text, post, generator)
         with self._cv:
             # Requests that will take a free slot at the next step are not queued behind anyone.
             queued = len(self.waiting) - (self.max_batch_size - len(self.rows))
@@ -174,7 +184,7 @@ class Engine:
             **{f"finished_{reason}": 1}, prompt_tokens=len(req.prompt_ids), completion_tokens=req.generated
         )
         items = ([tail] if tail and req.stream else []) + [req.finished]
-        _post(req.loop, [(req, item) for item in items])
+        req.post([(req, item) for item in items])
 
     def _admit(self) -> list[Request]:
         with self._cv:
@@ -243,11 +253,11 @@ class Engine:
                 self._finish(req, "length")
             elif req.stream and (piece := req.text.pending()):
                 deliveries.append((req, piece))
-        by_loop = collections.defaultdict(list)
+        by_sink = collections.defaultdict(list)  # one hand-over per destination and step
         for req, piece in deliveries:
-            by_loop[req.loop].append((req, piece))
-        for loop, items in by_loop.items():
-            _post(loop, items)
+            by_sink[req.post].append((req, piece))
+        for post, items in by_sink.items():
+            post(items)
 
     def _drop_done(self) -> None:
         # No lock: only this thread changes `rows` (submit reads its length, an atomic read).
@@ -258,13 +268,3 @@ class Engine:
         if len(keep) != len(self.rows):
             self.rows = [self.rows[i] for i in keep]
             self.batch.keep(keep)
-
-
-def _post(loop: asyncio.AbstractEventLoop, items: list) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting for these any more
-        loop.call_soon_threadsafe(_deliver, items)
-
-
-def _deliver(items: list[tuple[Request, object]]) -> None:
-    for req, item in items:
-        req._events.put_nowait(item)

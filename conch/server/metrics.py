@@ -38,7 +38,8 @@ class Metrics:
             ] += 1
             self.latency_sum[path] += seconds
 
-    def render(self, engines: dict) -> str:
+    def render(self, engines: dict, stats: dict[str, dict]) -> str:
+        """The exposition; `stats` holds each engine's counters and slot gauges (empty if it did not answer)."""
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
@@ -62,24 +63,27 @@ class Metrics:
                 )
                 out.append(f"conch_request_latency_seconds_count{_labels(path=path)} {running}")
         gauges = {
-            "conch_queue_depth": ("Requests waiting for a batch slot.", lambda e: e.queue_depth),
-            "conch_active_slots": ("Batch slots generating now.", lambda e: e.active),
-            "conch_batch_slots": ("Batch slots in all (max batch size).", lambda e: e.max_batch_size),
-            "conch_queue_limit": ("Queued requests beyond which new ones get 503.", lambda e: e.max_queue),
+            "conch_queue_depth": ("Requests waiting for a batch slot.", lambda e, st: st.get("queue_depth")),
+            "conch_active_slots": ("Batch slots generating now.", lambda e, st: st.get("active")),
+            "conch_batch_slots": ("Batch slots in all (max batch size).", lambda e, st: e.max_batch_size),
+            "conch_queue_limit": (
+                "Queued requests beyond which new ones get 503.",
+                lambda e, st: e.max_queue,
+            ),
         }
         for name, (help_text, read) in gauges.items():
             family(name, "gauge", help_text)
             for model, engine in engines.items():
-                out.append(f"{name}{_labels(model=model)} {read(engine)}")
+                if (value := read(engine, stats[model])) is not None:
+                    out.append(f"{name}{_labels(model=model)} {value}")
         family(
             "conch_engine_events_total",
             "counter",
             "Engine work: forward passes, tokens and rows, seconds busy, finished requests by reason.",
         )
-        snapshots = {model: engine.snapshot() for model, engine in engines.items()}
-        for model, events in snapshots.items():
+        for model, events in stats.items():
             for event, n in sorted(events.items()):
-                if not event.endswith("_tokens") or event.startswith(("prefill", "prefix")):
+                if event not in ("active", "queue_depth", "prompt_tokens", "completion_tokens"):
                     out.append(f"conch_engine_events_total{_labels(model=model, event=event)} {n:g}")
         for kind in ("prompt", "completion"):
             family(
@@ -87,6 +91,9 @@ class Metrics:
                 "counter",
                 f"{kind.capitalize()} tokens of finished requests, by model.",
             )
-            for model, events in snapshots.items():
-                out.append(f"conch_{kind}_tokens_total{_labels(model=model)} {events[f'{kind}_tokens']:g}")
+            for model, events in stats.items():
+                if f"{kind}_tokens" in events:
+                    out.append(
+                        f"conch_{kind}_tokens_total{_labels(model=model)} {events[f'{kind}_tokens']:g}"
+                    )
         return "\n".join(out) + "\n"

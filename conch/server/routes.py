@@ -35,6 +35,8 @@ def build_router(state: ServerState) -> APIRouter:
     @router.get("/health")
     async def health():
         if state.ready:
+            if down := {name: e.error for name, e in state.engines.items() if not e.alive}:
+                return JSONResponse({"status": "error", "error": down}, status_code=503)
             return {"status": "ok", "models": list(state.engines)}
         if state.load_error:
             return JSONResponse({"status": "error", "error": state.load_error}, status_code=503)
@@ -42,7 +44,10 @@ def build_router(state: ServerState) -> APIRouter:
 
     @router.get("/metrics")
     async def metrics():
-        return PlainTextResponse(state.metrics.render(state.engines), media_type="text/plain; version=0.0.4")
+        stats = {name: await engine.stats() for name, engine in state.engines.items()}
+        return PlainTextResponse(
+            state.metrics.render(state.engines, stats), media_type="text/plain; version=0.0.4"
+        )
 
     @router.get("/v1/models")
     async def models():

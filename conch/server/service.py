@@ -6,9 +6,10 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from conch.modeling import load, render
-from conch.server.engine import Completion, Engine, QueueFull, Request
+from conch.modeling import render
 from conch.server.metrics import Metrics
+from conch.server.remote import EngineSpec, ProcessEngine
+from conch.server.request import Completion, EngineGone, Handle, QueueFull
 from conch.server.sampling import SamplingParams
 from conch.server.settings import ServeSettings
 
@@ -35,7 +36,7 @@ class ApiError(Exception):
 class ServerState:
     settings: ServeSettings
     metrics: Metrics = field(default_factory=Metrics)
-    engines: dict[str, Engine] = field(default_factory=dict)
+    engines: dict[str, ProcessEngine] = field(default_factory=dict)
     ready: bool = False
     load_error: str | None = None
 
@@ -50,17 +51,18 @@ class ServerState:
                     entry.path,
                     f" with adapter {entry.adapter}" if entry.adapter else "",
                 )
-                model, tokenizer = load(entry.path, adapter=entry.adapter)
-                self.engines[entry.name] = Engine(
+                spec = EngineSpec(
                     entry.name,
-                    model,
-                    tokenizer,
+                    entry.path,
+                    entry.adapter,
                     s.max_batch_size,
                     s.max_queue,
                     s.max_prefill_tokens,
                     s.context_length,
                     s.prefix_cache,
-                ).start()
+                    s.threads,
+                )
+                self.engines[entry.name] = ProcessEngine(spec)
             self.ready = True
             log.info("ready: %s", ", ".join(self.engines))
         except Exception as exc:
@@ -72,7 +74,7 @@ class ServerState:
         for engine in self.engines.values():
             engine.close()
 
-    def engine(self, name: str | None) -> Engine:
+    def engine(self, name: str | None) -> ProcessEngine:
         if not self.ready:
             raise ApiError(
                 503,
@@ -88,10 +90,13 @@ class ServerState:
                 "not_found_error",
                 param="model",
             )
-        return self.engines[name]
+        engine = self.engines[name]
+        if not engine.alive:
+            raise ApiError(503, f"model {name!r} is not available: {engine.error}", "server_error")
+        return engine
 
     async def prepare(
-        self, engine: Engine, prompt: str, requested: int | None, param: str
+        self, engine: ProcessEngine, prompt: str, requested: int | None, param: str
     ) -> tuple[list[int], int]:
         """Token ids of a rendered prompt and the answer's token budget; a 400 if the prompt leaves no room."""
         try:
@@ -119,7 +124,7 @@ class ServerState:
             )
         return ids, min(requested or self.settings.max_new_tokens, self.settings.max_new_tokens)
 
-    async def render_chat(self, engine: Engine, messages: list[dict]) -> str:
+    async def render_chat(self, engine: ProcessEngine, messages: list[dict]) -> str:
         try:
             if len(messages) > 16 or sum(len(m["content"]) for m in messages) > INLINE_TOKENIZE_CHARS:
                 return await asyncio.to_thread(render, engine.tokenizer, messages)  # long: off the event loop
@@ -130,16 +135,18 @@ class ServerState:
             ) from exc
 
     def submit(
-        self, engine: Engine, ids: list[int], params: SamplingParams, max_tokens: int, stream: bool
-    ) -> Request:
+        self, engine: ProcessEngine, ids: list[int], params: SamplingParams, max_tokens: int, stream: bool
+    ) -> Handle:
         try:
             return engine.submit(ids, params, max_tokens, stream)
         except QueueFull as exc:
             raise ApiError(
                 503, f"{exc}; retry shortly", "server_error", headers={"Retry-After": "1"}
             ) from exc
+        except EngineGone as exc:
+            raise ApiError(503, f"model {engine.name!r} is not available: {exc}", "server_error") from exc
 
-    async def wait(self, http_request, req: Request) -> Completion:
+    async def wait(self, http_request, req: Handle) -> Completion:
         """The finished request; if the client hangs up first, its slot is freed at once."""
         watcher = asyncio.create_task(cancel_on_disconnect(http_request, req))
         try:
@@ -165,7 +172,7 @@ class ServerState:
         return result.text
 
 
-async def cancel_on_disconnect(http_request, req: Request) -> None:
+async def cancel_on_disconnect(http_request, req: Handle) -> None:
     while True:
         message = await http_request.receive()
         if message["type"] == "http.disconnect":

@@ -52,6 +52,8 @@ class ServeSettings(BaseModel):
     max_body_bytes: PositiveInt = 1 << 20
     # Reuse the KV of prompt prefixes seen before (system prompt, earlier turns); exact up to float rounding.
     prefix_cache: bool = True
+    # torch CPU threads in each engine process (default: torch's choice).
+    threads: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _names(self):
