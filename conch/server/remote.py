@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import signal
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ def load_tokenizer(path: str, adapter: str | None = None):
 def _engine_process(conn, spec: dict) -> None:
     """The engine process: load the model, then serve the pipe until it closes or says stop."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Ctrl-C reaches the whole process group; the server shuts this process down itself (stop or pipe EOF).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     from conch.modeling import load
@@ -208,7 +211,8 @@ class ProcessEngine:
                     post_to_loop(loop, items)
             elif message[0] == "stats" and (waiting := self._stats_waiting.get(message[1])):
                 loop, future = waiting
-                loop.call_soon_threadsafe(lambda f=future, s=message[2]: f.done() or f.set_result(s))
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(lambda f=future, s=message[2]: f.done() or f.set_result(s))
         self.error = self.error or f"the engine process for model {self.name!r} exited"
         log.error("%s", self.error)
         for rid in list(self._handles):

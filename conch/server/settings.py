@@ -14,6 +14,7 @@ read a path of its choosing. A `--config` YAML file looks like:
     max_batch_size: 16                   # requests generating together, per model
     max_queue: 64                        # requests waiting for a slot before new ones get 503
     prefix_cache: true                   # reuse the KV of shared prompt prefixes (system prompt, past turns)
+    threads: null                        # torch CPU threads per engine process (default: torch's choice)
 
 Relative paths are relative to the config file.
 """
