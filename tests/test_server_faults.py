@@ -243,8 +243,10 @@ async def _run(base_url: str, plan: list, deadline: float, rng: random.Random) -
     return outcomes
 
 
-def _rss(pid: int) -> int:
-    return psutil.Process(pid).memory_info().rss
+def _rss(pid: int) -> dict[int, int]:
+    """Resident memory of the server process and of each engine process (each model runs in its own)."""
+    server = psutil.Process(pid)
+    return {p.pid: p.memory_info().rss for p in (server, *server.children(recursive=True))}
 
 
 @pytest.mark.slow
@@ -276,8 +278,11 @@ def test_soak_with_malformed_and_cancelled_requests():
     r = httpx.post(f"{server.base_url}/v1/chat/completions", json=_body(temperature=0), timeout=60)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] > 0
     after = _rss(server.proc.pid)
-    print(f"soak: server RSS {before >> 20} MiB after warm-up, {after >> 20} MiB after the soak")
-    assert after <= before * 1.10, f"RSS grew from {before >> 20} MiB to {after >> 20} MiB"
+    mib = {pid: (before[pid] >> 20, after.get(pid, 0) >> 20) for pid in before}
+    print(f"soak: RSS in MiB after warm-up and after the soak, by process: {mib}")
+    assert set(after) == set(before), "a server or engine process came or went"
+    for pid, rss in after.items():
+        assert rss <= before[pid] * 1.10, f"process {pid}: RSS grew from {mib[pid][0]} to {mib[pid][1]} MiB"
 
 
 # ---- graceful shutdown -----------------------------------------------------------------------------------------
