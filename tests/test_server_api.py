@@ -225,17 +225,23 @@ def test_client_disconnect_frees_the_slot(server):
     cancelled = 'conch_engine_events_total{model="tiny",event="finished_cancelled"}'
     tokens = 'conch_completion_tokens_total{model="tiny"}'
     answered = 'conch_requests_total{path="/v1/chat/completions",status="200"}'
-    assert after[cancelled] == before[cancelled] + 1
-    assert 0 < after[tokens] - before[tokens] < 450  # stopped well before its budget
-    assert after[answered] == before[answered] + 1  # the cut stream is still counted
+    assert after[cancelled] == before.get(cancelled, 0) + 1
+    assert 0 < after[tokens] - before.get(tokens, 0) < 450  # stopped well before its budget
+    assert after[answered] == before.get(answered, 0) + 1  # the cut stream is still counted
 
 
 def test_non_streaming_disconnect_frees_the_slot(server):
-    server.wait_idle()
-    before = server.metrics()
-    body = {"model": "tiny", "messages": ASK, "max_tokens": 450}
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=0.3)
-    after = server.wait_idle(timeout=5)
     cancelled = 'conch_engine_events_total{model="tiny",event="finished_cancelled"}'
-    assert after[cancelled] == before[cancelled] + 1
+    # A sampled answer can reach end-of-turn before the client gives up; try seeds until one is cut off.
+    for seed in range(10):
+        server.wait_idle()
+        before = server.metrics()
+        body = {"model": "tiny", "messages": ASK, "max_tokens": 450, "seed": seed}
+        try:
+            httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=0.3)
+        except httpx.ReadTimeout:
+            break
+    else:
+        pytest.fail("every answer finished within 0.3 s, so no disconnect could be made")
+    after = server.wait_idle(timeout=5)
+    assert after[cancelled] == before.get(cancelled, 0) + 1
