@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= all
-EXPERIMENT ?= default
+# The served experiment: the one the workflow selected, else `default`.
+EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/selected.json'))['experiment'])" 2>/dev/null || echo default)
 
 .PHONY: run test test-fast test-faults lint format dag serve clean venv
 
