@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import jsonschema
 
-from conch.errors import ConfigError
+from conch.errors import ConfigError, did_you_mean
 from conch.experiments import all_experiments
 from conch.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
 from conch.preference.checks import problems as preference_problems
@@ -30,8 +30,7 @@ def _unknown_keys(config: dict, schema: dict, path: tuple = ()) -> Iterator[str]
         if key in props:
             yield from _unknown_keys(value, props[key], (*path, key))
         elif schema.get("additionalProperties") is False:
-            close = difflib.get_close_matches(str(key), list(props), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(props))}"
+            hint = did_you_mean(key, props, f"; known keys: {', '.join(sorted(props))}")
             yield f"config key {_key((*path, key))}: unknown key{hint}"
 
 
@@ -64,9 +63,9 @@ def _grid_problems(config: dict, train_schema: dict) -> list[str]:
         if key in RESERVED_TRAIN_KEYS:
             found.append(f"config key grid.{key}: set by the workflow; it cannot be swept")
         elif known is not None and key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            found.append(f"config key grid.{key}: not a LLaMA-Factory training argument{hint}")
+            found.append(
+                f"config key grid.{key}: not a LLaMA-Factory training argument{did_you_mean(key, known)}"
+            )
         for i, value in enumerate(values if isinstance(values, list) else ()):
             merged = {**(config.get("train") or {}), key: value}
             for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
@@ -90,8 +89,7 @@ def _experiment_problems(config: dict, default_experiments) -> list[str]:
     found = []
     pinned = (config.get("serve") or {}).get("experiment")
     if isinstance(pinned, str) and pinned not in experiments:
-        close = difflib.get_close_matches(pinned, list(experiments), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; experiments: {', '.join(experiments)}"
+        hint = did_you_mean(pinned, experiments, f"; experiments: {', '.join(experiments)}")
         found.append(f"config key serve.experiment: {pinned!r} is not an experiment{hint}")
     return found
 
@@ -107,8 +105,7 @@ def _unknown_train_keys(config: dict) -> list[str]:
     for where, block in blocks:
         for key in block if isinstance(block, dict) else ():
             if key not in known:
-                close = difflib.get_close_matches(str(key), sorted(known), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                hint = did_you_mean(key, known)
                 found.append(f"config key {where}.{key}: not a LLaMA-Factory training argument{hint}")
     return found
 

@@ -1,5 +1,7 @@
 """Errors a user can act on: each names the file, line or key at fault and why."""
 
+import difflib
+
 
 class ConchError(Exception):
     """Base class: the message is meant for a person, so no traceback is needed to act on it."""
@@ -11,3 +13,9 @@ class DataError(ConchError):
 
 class ConfigError(ConchError):
     """A config value is missing, mistyped or out of range."""
+
+
+def did_you_mean(word: object, choices, otherwise: str = "") -> str:
+    """ "; did you mean 'x'?" for the closest of `choices` to a misspelt name, else `otherwise`."""
+    close = difflib.get_close_matches(str(word), sorted(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else otherwise

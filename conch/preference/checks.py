@@ -8,11 +8,11 @@ TRL's PPOConfig (ppo) accept, read from their source as conch.lf does, so a typo
 
 from __future__ import annotations
 
-import difflib
 import functools
 from pathlib import Path
 
 from conch import lf
+from conch.errors import did_you_mean
 from conch.preference.stages import RESERVED_PPO_KEYS, RESERVED_PREF_KEYS
 
 
@@ -37,9 +37,7 @@ def _keys(block: object, where: str, reserved: frozenset, known: frozenset | Non
         if key in reserved:
             found.append(f"config key {where}.{key}: set by the workflow from the DAG; remove it")
         elif known is not None and key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            found.append(f"config key {where}.{key}: not a {what} argument{hint}")
+            found.append(f"config key {where}.{key}: not a {what} argument{did_you_mean(key, known)}")
     return found
 
 
