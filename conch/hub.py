@@ -18,6 +18,11 @@ MODEL_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "
 URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
+def base_model_path(manifest: str | Path) -> str:
+    """The model directory a base-model manifest (scratch, hf or local) points to."""
+    return json.loads(Path(manifest).read_text(encoding="utf-8"))["path"]
+
+
 def redact(text: str) -> str:
     """Remove secrets from text that will be written to a log or result."""
     for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CONCH_API_KEY", "OPENAI_API_KEY"):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -125,6 +127,47 @@ def export_args(*, base_model: str, adapter: str, template: str, export_dir: str
     if "default_system" in train:
         args["default_system"] = train["default_system"]
     return args
+
+
+def _tree_stamp(path: str | Path) -> list:
+    """Names, sizes and times of a model directory's files: a rebuilt model at the same path differs."""
+    root = Path(path)
+    files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else []
+    return [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: without it (a kill while saving), resuming would crash."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def prepare_output_dir(
+    out_dir: str | Path, args: dict, data_files: list[str], model_dirs: list[str], *, resume: bool = True
+) -> None:
+    """Keep LLaMA-Factory's checkpoints only for the very same run (an interrupted job may resume): the same
+    arguments, data and starting models (a model rebuilt at the same path counts as another). Others would be
+    resumed silently, so they are removed, and so are half-saved ones; with resume=False always (stage rm:
+    LLaMA-Factory 0.9.5 cannot resume a value-head checkpoint). No stamp, no proof: checkpoints of unknown
+    origin are not resumed either."""
+    out = Path(out_dir)
+    key = [
+        args,
+        [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in data_files],
+        [_tree_stamp(d) for d in model_dirs],
+    ]
+    run_id = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    stamp = out / ".conch_run_id"
+    if not resume or not stamp.exists() or stamp.read_text().strip() != run_id:
+        for stale in out.glob("checkpoint-*"):
+            shutil.rmtree(stale)
+    for half_saved in [c for c in out.glob("checkpoint-*") if c.is_dir() and not _is_complete(c)]:
+        shutil.rmtree(half_saved)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(run_id + "\n")
 
 
 def write_yaml(args: dict, path: str | Path) -> Path:

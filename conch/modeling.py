@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-
-
-def base_model_path(manifest: str | Path) -> str:
-    return json.loads(Path(manifest).read_text(encoding="utf-8"))["path"]
 
 
 def device() -> str:

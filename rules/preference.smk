@@ -76,7 +76,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "modeling", *pref_modules("stages")),
+            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
             adapter="results/{method}/{experiment}/adapter/adapter_model.safetensors",
             train_yaml="results/{method}/{experiment}/adapter/train_config.yaml",
@@ -104,7 +104,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
             adapter=rules.train_preference.output.adapter,
             sft_model=rules.merge_adapter.output.model,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "modeling", *pref_modules("stages")),
+            code=conch_code("lf", "hub", *pref_modules("stages")),
         output:
             model=directory("results/{method}/{experiment}/model"),
             export_yaml="results/{method}/{experiment}/export_config.yaml",
@@ -135,7 +135,7 @@ if RM_TRAINED:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "modeling", *pref_modules("stages")),
+            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
             adapter="results/reward_model/{experiment}/adapter/adapter_model.safetensors",
             value_head="results/reward_model/{experiment}/adapter/value_head.safetensors",

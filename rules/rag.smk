@@ -50,7 +50,7 @@ rule rag_chunk:
     input:
         docs=rules.rag_ingest.output.docs,
         base=BASE_MANIFEST,
-        code=conch_code("rag/chunk"),
+        code=conch_code("hub", "rag/chunk"),
     output:
         chunks="results/rag/chunks.jsonl",
     log:
@@ -74,7 +74,7 @@ rule rag_index:
     input:
         chunks=rules.rag_chunk.output.chunks,
         base=BASE_MANIFEST,
-        code=conch_code("rag/chunk", "rag/embed", "rag/index", "rag/keyword"),
+        code=conch_code("hub", "rag/chunk", "rag/embed", "rag/index", "rag/keyword"),
     output:
         index=directory("results/rag/index"),
     log:

@@ -1,10 +1,35 @@
+rule measure_token_lengths:
+    input:
+        train=rules.prepare_dataset.output.train,
+        val=rules.prepare_dataset.output.val,
+        base=BASE_MANIFEST,
+        code=conch_code("hub"),
+    output:
+        f"results/data/{DATASET}/token_lengths.json",
+    log:
+        f"logs/measure_token_lengths/{DATASET}.log",
+    benchmark:
+        f"benchmarks/measure_token_lengths/{DATASET}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        default_system=config["train"].get("default_system"),
+    script:
+        "../workflow_scripts/measure_token_lengths.py"
+
+
 rule train_adapter:
     input:
         dataset_info=rules.register_dataset.output[0],
         train=rules.prepare_dataset.output.train,
         val=rules.prepare_dataset.output.val,
         base=BASE_MANIFEST,
-        code=conch_code("lf", "modeling", "gpus", "launch"),
+        token_lengths=rules.measure_token_lengths.output[0],
+        code=conch_code("lf", "hub", "gpus", "launch"),
     output:
         adapter="results/adapters/{experiment}/adapter_model.safetensors",
         adapter_config="results/adapters/{experiment}/adapter_config.json",
@@ -38,7 +63,7 @@ rule merge_adapter:
     input:
         adapter=rules.train_adapter.output.adapter,
         base=BASE_MANIFEST,
-        code=conch_code("lf", "modeling"),
+        code=conch_code("lf", "hub", "modeling"),
     output:
         model=directory("results/merged/{experiment}/model"),
         export_yaml="results/merged/{experiment}/export_config.yaml",

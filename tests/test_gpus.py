@@ -120,3 +120,18 @@ def test_scheduler_choice_is_kept_and_cpu_jobs_see_no_gpu(tmp_path):
     cpu = {}
     assert gpus.assign(0, None, cpu, lock_dir=tmp_path) is None
     assert cpu["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_cuda_usable_follows_the_driver_and_the_visible_devices(tmp_path, monkeypatch):
+    """Training drops bf16 when no GPU will be seen; the answer must not need torch (it costs every job 2 s)."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 0\necho 1\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert gpus.cuda_usable({}) is True
+    assert gpus.cuda_usable({"CUDA_VISIBLE_DEVICES": "1"}) is True
+    assert gpus.cuda_usable({"CUDA_VISIBLE_DEVICES": ""}) is False  # a CPU job's lease
+    assert gpus.cuda_usable({"CUDA_VISIBLE_DEVICES": "-1"}) is False
+    smi.write_text("#!/bin/sh\nexit 9\n")  # a driver that is installed but broken: no GPU
+    if not Path("/proc/driver/nvidia/gpus").is_dir():
+        assert gpus.cuda_usable({}) is False

@@ -10,7 +10,8 @@ import yaml
 from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
 from conch.config import problems
-from conch.preference.stages import merge_base, prepare_output_dir, stage_args
+from conch.lf import prepare_output_dir
+from conch.preference.stages import merge_base, stage_args
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 
@@ -158,13 +159,18 @@ def test_checkpoints_resume_only_for_the_same_run(tmp_path):
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"1")
 
-    def prepare(**kwargs):
-        (out / "checkpoint-10").mkdir(parents=True, exist_ok=True)
+    def prepare(saved=True, **kwargs):
+        checkpoint = out / "checkpoint-10"
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        if saved:  # the Trainer writes trainer_state.json last
+            (checkpoint / "trainer_state.json").write_text('{"global_step": 10}')
         prepare_output_dir(out, {"stage": "dpo"}, [str(data)], [str(model)], **kwargs)
-        return (out / "checkpoint-10").exists()
+        return checkpoint.exists()
 
     assert not prepare()  # no stamp yet: a checkpoint of unknown origin
     assert prepare()  # the same run again: an interrupted job resumes
+    shutil.rmtree(out / "checkpoint-10")
+    assert not prepare(saved=False)  # the same run, but killed while saving: resuming would crash
     (model / "model.safetensors").write_bytes(b"22")  # the SFT model was rebuilt at the same path
     assert not prepare()
     assert not prepare(resume=False)  # stage rm never resumes

@@ -102,6 +102,7 @@ def test_appending_a_record_reruns_data_and_everything_downstream(tiny_run_copy)
         "prepare_dataset",
         "register_dataset",
         "build_scratch_model",
+        "measure_token_lengths",
         "train_adapter",
         "merge_adapter",
         "evaluate",
@@ -117,7 +118,8 @@ def test_changing_a_lora_hyperparameter_reruns_training_not_data(tiny_run_copy):
     cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     jobs = planned_jobs(tiny_run_copy)
     assert {"train_adapter", "merge_adapter", "evaluate", "serve"} <= set(jobs), jobs
-    assert not {"prepare_dataset", "register_dataset", "build_scratch_model"} & set(jobs), jobs
+    shared = {"prepare_dataset", "register_dataset", "build_scratch_model", "measure_token_lengths"}
+    assert not shared & set(jobs), jobs
 
 
 def test_a_rerun_after_a_hyperparameter_change_retrains_from_scratch(tiny_run_copy):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from conch import gpus
 from conch import metrics as M
-from conch.modeling import answer_loss, base_model_path, generate, load, prompt_messages, render
+from conch.hub import base_model_path
+from conch.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.report import comparison_chart, html_report
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from conch import lf
-from conch.modeling import base_model_path, load, render
+from conch.hub import base_model_path
+from conch.modeling import load, render
 
 base = base_model_path(snakemake.input.base)
 adapter = str(Path(snakemake.input.adapter).parent)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from conch import lf
-from conch.modeling import base_model_path
+from conch.hub import base_model_path
 from conch.preference.stages import merge_base
 
 p = snakemake.params

@@ -2,11 +2,9 @@
 
 from pathlib import Path
 
-import torch
-
 from conch import gpus, launch, lf
-from conch.modeling import base_model_path
-from conch.preference.stages import prepare_output_dir, stage_args
+from conch.hub import base_model_path
+from conch.preference.stages import stage_args
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
@@ -25,9 +23,9 @@ args = stage_args(
     output_dir=str(out_dir),
     with_val=Path(snakemake.input.val).stat().st_size > 0,
 )
-if not torch.cuda.is_available():
+if not gpus.cuda_usable():
     args["bf16"] = args["fp16"] = False  # CPU kernels: full precision
-prepare_output_dir(
+lf.prepare_output_dir(
     out_dir,
     args,
     [snakemake.input.train, snakemake.input.val],

@@ -1,6 +1,6 @@
 """Normalised documents -> structure-aware chunks counted in the base model's tokens (results/rag/chunks.jsonl)."""
 
-from conch.modeling import base_model_path
+from conch.hub import base_model_path
 from conch.rag.chunk import Chunker, load_tokenizer
 from conch.rag.index import read_jsonl, write_jsonl
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from conch.modeling import base_model_path
+from conch.hub import base_model_path
 from conch.rag.chunk import load_tokenizer
 from conch.rag.embed import Embedder, EmbeddingCache
 from conch.rag.index import build_index, read_jsonl

@@ -12,11 +12,6 @@ Where each stage starts, which is where users of LLaMA-Factory most often go wro
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-from pathlib import Path
-
 from conch import lf
 
 STAGES = ("dpo", "kto", "rm")
@@ -107,31 +102,3 @@ def stage_args(
 def merge_base(stage: str, start_from: str, *, sft_model: str, base_model: str) -> str:
     """The model an adapter trained by `stage` merges into."""
     return base_model if stage != "rm" and start_from == "adapter" else sft_model
-
-
-def _tree_stamp(path: str | Path) -> list:
-    """Names, sizes and times of a model directory's files: a rebuilt model at the same path differs."""
-    root = Path(path)
-    files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else []
-    return [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-
-
-def prepare_output_dir(
-    out_dir: str | Path, args: dict, data_files: list[str], model_dirs: list[str], *, resume: bool = True
-) -> None:
-    """Keep LLaMA-Factory's checkpoints only for the very same run (an interrupted job may resume):
-    the same arguments, data and starting models. Others would be resumed silently, so they are removed;
-    with resume=False (stage rm: LLaMA-Factory 0.9.5 cannot resume a value-head checkpoint) always."""
-    out = Path(out_dir)
-    key = [
-        args,
-        [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in data_files],
-        [_tree_stamp(d) for d in model_dirs],
-    ]
-    run_id = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    stamp = out / ".conch_run_id"
-    if not resume or not stamp.exists() or stamp.read_text().strip() != run_id:
-        for stale in out.glob("checkpoint-*"):
-            shutil.rmtree(stale)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(run_id + "\n")
