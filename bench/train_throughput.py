@@ -11,6 +11,8 @@ of the command and all it waited for); on a shared machine the CPU time is the f
 
 - workflow: `snakemake <adapter>` after removing the adapter directory, timed around the whole command (DAG parse,
   scheduling, the rule's script and llamafactory-cli): what a user waits for.
+- job:      the same runs, as the `train_adapter` job's own `benchmark:` file measures them (its script and
+  llamafactory-cli, without Snakemake's start-up, which a workflow pays once however many jobs it runs).
 - direct:   `llamafactory-cli train <that YAML>` into another output_dir.
 - packing:  the same, plus `packing: true`.
 """
@@ -82,6 +84,13 @@ def setup(workdir: Path, epochs: float | None) -> dict:
     return cfg
 
 
+def job_benchmark(tsv: Path) -> dict:
+    """Wall and CPU seconds of the last train_adapter job, from the file its `benchmark:` directive writes."""
+    header, values = tsv.read_text(encoding="utf-8").splitlines()[:2]
+    row = dict(zip(header.split("\t"), values.split("\t"), strict=True))
+    return {"seconds": float(row["s"]), "cpu_s": float(row["cpu_time"])}
+
+
 def load() -> float:
     return os.getloadavg()[0]
 
@@ -124,6 +133,9 @@ def main() -> None:
             tokens = tokens_seen(out_dir)
             run_record = {"variant": name, "repeat": repeat, "seconds": seconds, "cpu_s": cpu}
             runs.append({**run_record, "tokens": tokens, "load1": before})
+            if name == "workflow":
+                job = job_benchmark(work / "benchmarks/train_adapter/default.tsv")
+                runs.append({**run_record, "variant": "job", **job, "tokens": tokens, "load1": before})
             print(
                 f"{name:8} #{repeat}: {seconds:7.1f} s wall {cpu:7.1f} s CPU {tokens / seconds:7.0f} tok/s"
                 f"  load {before:.2f}",
@@ -139,16 +151,18 @@ def main() -> None:
             ),
             "tokens": statistics.median(r["tokens"] for r in runs if r["variant"] == name),
         }
-        for name in variants
+        for name in (*variants, "job")
     }
     overhead_s = med["workflow"]["seconds"] - med["direct"]["seconds"]
     overhead = overhead_s / med["direct"]["seconds"]
     # CPU time is what the workflow adds on a shared machine, where wall time mostly measures the neighbours.
     overhead_cpu = med["workflow"]["cpu_s"] / med["direct"]["cpu_s"] - 1
+    job_overhead = med["job"]["seconds"] / med["direct"]["seconds"] - 1
+    job_overhead_cpu = med["job"]["cpu_s"] / med["direct"]["cpu_s"] - 1
     speedup = med["packing"]["tokens_per_s"] / med["direct"]["tokens_per_s"]
     print(f"\nmedians of {args.repeats} runs, {cfg['train']['num_train_epochs']} epochs on the default data:")
     print("| variant | wall s | CPU s | tokens | tokens/s (wall) |\n|---|---:|---:|---:|---:|")
-    for name in ("workflow", "direct", "packing"):
+    for name in ("workflow", "job", "direct", "packing"):
         m = med[name]
         print(
             f"| {name} | {m['seconds']:.1f} | {m['cpu_s']:.1f} | {m['tokens']:.0f} | {m['tokens_per_s']:.0f} |"
@@ -156,6 +170,7 @@ def main() -> None:
     print(
         f"workflow overhead: wall {overhead_s:+.1f} s = {100 * overhead:+.1f}%, CPU {100 * overhead_cpu:+.1f}%"
     )
+    print(f"train_adapter job overhead: wall {100 * job_overhead:+.1f}%, CPU {100 * job_overhead_cpu:+.1f}%")
     print(
         f"packing: {speedup:.2f}x tokens/s; load average during runs: {min(r['load1'] for r in runs):.1f}"
         f"-{max(r['load1'] for r in runs):.1f} on {os.cpu_count()} CPUs"
@@ -163,6 +178,7 @@ def main() -> None:
     if args.out:
         summary = {"epochs": cfg["train"]["num_train_epochs"], "medians": med, "overhead": overhead}
         summary |= {"overhead_s": overhead_s, "overhead_cpu": overhead_cpu}
+        summary |= {"job_overhead": job_overhead, "job_overhead_cpu": job_overhead_cpu}
         args.out.write_text(
             json.dumps({**summary, "packing_speedup": speedup, "runs": runs}, indent=2) + "\n"
         )
