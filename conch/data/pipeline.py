@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,49 @@ def _check_params(paths, seed, val_fraction, test_fraction, max_chars, dedup) ->
     return paths
 
 
+@dataclass
+class Screen:
+    """The read-check-reject loop shared by prepare() and the preference preparation: each record is
+    normalised, checked for length and duplicates, and either yielded or written down in `rejects` with
+    its reason; `counts` of every file reconcile (read = kept + rejected)."""
+
+    normalise: Callable[[object], dict]
+    char_count: Callable[[dict], int]
+    dedup_key: Callable[[dict], str]
+    reject: type[Exception]  # the record-reject exception, with .reason and .detail
+    max_chars: int
+    dedup: bool
+    measured: str  # what max_chars counts, for the reject's detail
+    rejects: list[dict]
+    first_seen: dict[str, str] = field(default_factory=dict)
+
+    def records(self, path: str, items, counts: dict) -> Iterator[tuple[str, dict, str]]:
+        """(source, record, dedup key) of each usable record of one file."""
+        for item in items:
+            counts["read"] += 1
+            source = item.source(path)
+            try:
+                if item.reason:
+                    raise self.reject(item.reason, item.detail)
+                record = self.normalise(item.value)
+                key = self.dedup_key(record)
+                length = self.char_count(record)
+                if length > self.max_chars:
+                    detail = f"{length} characters in {self.measured} > max_chars {self.max_chars}"
+                    raise self.reject("too_long", detail)
+                if self.dedup and key in self.first_seen:
+                    detail = f"same as {self.first_seen[key]} (ignoring case and whitespace)"
+                    raise self.reject("duplicate", detail)
+            except self.reject as r:
+                counts["rejected"] += 1
+                reject = {"file": path, "line": item.line, "row": item.row}
+                self.rejects.append({**reject, "reason": r.reason, "detail": r.detail, "raw": item.raw})
+                continue
+            counts["kept"] += 1
+            self.first_seen.setdefault(key, source)
+            yield source, record, key
+
+
 def prepare(
     paths: list[str],
     *,
@@ -99,42 +143,13 @@ def prepare(
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     rejects: list[dict] = []
     files: dict[str, dict] = {}
-    first_seen: dict[str, str] = {}
+    screen = Screen(
+        normalise, char_count, dedup_key, RecordReject, max_chars, dedup, "system + messages", rejects
+    )
     for path in paths:
         read = read_file(path)
         counts = {"read": 0, "kept": 0, "rejected": 0}
-        for item in read.items:
-            counts["read"] += 1
-            source = item.source(path)
-            try:
-                if item.reason:
-                    raise RecordReject(item.reason, item.detail)
-                record = normalise(item.value)
-                key = dedup_key(record)
-                length = char_count(record)
-                if length > max_chars:
-                    raise RecordReject(
-                        "too_long", f"{length} characters in system + messages > max_chars {max_chars}"
-                    )
-                if dedup and key in first_seen:
-                    raise RecordReject(
-                        "duplicate", f"same as {first_seen[key]} (ignoring case and whitespace)"
-                    )
-            except RecordReject as r:
-                counts["rejected"] += 1
-                rejects.append(
-                    {
-                        "file": path,
-                        "line": item.line,
-                        "row": item.row,
-                        "reason": r.reason,
-                        "detail": r.detail,
-                        "raw": item.raw,
-                    }
-                )
-                continue
-            counts["kept"] += 1
-            first_seen.setdefault(key, source)
+        for source, record, key in screen.records(path, read.items, counts):
             record_id = hashlib.sha256(key.encode()).hexdigest()[:16]
             split = assign_split(key, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
             splits[split].append({"id": record_id, **record, "source": source})

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conch.data.pipeline import _atomic_write, _check_params, _jsonl
+from conch.data.pipeline import Screen, _atomic_write, _check_params, _jsonl
 from conch.data.readers import read_file
 from conch.data.split import SPLITS, assign_split
 from conch.errors import DataError
@@ -104,41 +104,14 @@ def prepare_preference(
     native_kto: dict[str, list[dict]] = {split: [] for split in SPLITS}
     rejects: list[dict] = []
     files: dict[str, dict] = {}
-    first_seen: dict[str, str] = {}
+    screen = Screen(
+        normalise_preference, char_count, dedup_key, PrefReject, max_chars, dedup, "prompt + answers", rejects
+    )
     for path in paths:
         read = read_file(path)
         counts = {"read": 0, "kept": 0, "rejected": 0, "pairs": 0, "kto": 0}
-        for item in read.items:
-            counts["read"] += 1
-            source = item.source(path)
-            try:
-                if item.reason:
-                    raise PrefReject(item.reason, item.detail)
-                record = normalise_preference(item.value)
-                key = dedup_key(record)
-                length = char_count(record)
-                if length > max_chars:
-                    raise PrefReject(
-                        "too_long", f"{length} characters in prompt + answers > max_chars {max_chars}"
-                    )
-                if dedup and key in first_seen:
-                    raise PrefReject("duplicate", f"same as {first_seen[key]} (ignoring case and whitespace)")
-            except PrefReject as r:
-                counts["rejected"] += 1
-                rejects.append(
-                    {
-                        "file": path,
-                        "line": item.line,
-                        "row": item.row,
-                        "reason": r.reason,
-                        "detail": r.detail,
-                        "raw": item.raw,
-                    }
-                )
-                continue
-            counts["kept"] += 1
+        for source, record, key in screen.records(path, read.items, counts):
             counts["pairs" if record["kind"] == "pair" else "kto"] += 1
-            first_seen.setdefault(key, source)
             split = assign_split(
                 prompt_key(record), seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
             )
