@@ -48,9 +48,11 @@ format: venv
 dag: venv
 	snakemake --forceall --dag | dot -Tsvg > docs/dag.svg
 
-# Start the server on the merged model of EXPERIMENT and keep it running (Ctrl-C stops it).
+# Start the server on the merged model of EXPERIMENT, with the knowledge base when the RAG branch built one,
+# and keep it running (Ctrl-C stops it).
 serve: venv
-	$(PY) -m conch.server --model results/merged/$(EXPERIMENT)/model --name $(EXPERIMENT)
+	$(PY) -m conch.server --model results/merged/$(EXPERIMENT)/model --name $(EXPERIMENT) \
+		$(if $(wildcard results/rag/index/meta.json),--rag-index results/rag/index)
 
 clean:
 	rm -rf results logs benchmarks .snakemake/incomplete

@@ -28,6 +28,17 @@ def test_all_builds_the_knowledge_base_and_its_eval(tiny_run):
     assert "| mrr |" in (tiny_run / "results/rag/eval/default/report.md").read_text()
 
 
+def test_the_served_endpoint_answers_from_the_knowledge_base(tiny_run):
+    """With the branch on, `serve` starts the server with the index and queries the RAG endpoints for real."""
+    manifest = json.loads((tiny_run / "results/serve/default/manifest.json").read_text())
+    assert "--rag-index results/rag/index" in manifest["launch_command"]
+    assert "POST /v1/rag/chat/completions" in manifest["endpoints"]
+    smoke = json.loads((tiny_run / "results/serve/default/smoke_test.json").read_text())
+    rag_checks = {k: v for k, v in smoke["checks"].items() if k.startswith("rag_")}
+    assert len(rag_checks) == 4 and all(rag_checks.values()), smoke
+    assert smoke["rag_chat_content"], smoke
+
+
 def test_one_changed_document_reembeds_only_its_chunks(tiny_run_copy):
     snakemake(
         tiny_run_copy, "--touch"

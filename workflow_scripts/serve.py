@@ -18,17 +18,17 @@ model, tokenizer = load(model_dir)
 (expected,) = generate(model, tokenizer, [render(tokenizer, [{"role": "user", "content": p.prompt}])], tokens)
 del model
 
+# With the RAG branch on, the knowledge base is served beside the model (/v1/rag/...).
+rag_index = snakemake.input.get("rag_index")
+limits = (p.max_new_tokens, p.max_batch_size, p.max_queue, rag_index)
 port = free_port()
-command = launch_command(model_dir, name, "127.0.0.1", port, p.max_new_tokens, p.max_batch_size, p.max_queue)
+command = launch_command(model_dir, name, "127.0.0.1", port, *limits)
 open(snakemake.log[0], "w").close()
 with running_server(command, f"http://127.0.0.1:{port}", snakemake.log[0]):
-    record = smoke_test(f"http://127.0.0.1:{port}", name, p.prompt, expected, tokens)
+    record = smoke_test(f"http://127.0.0.1:{port}", name, p.prompt, expected, tokens, rag=bool(rag_index))
 Path(snakemake.output.smoke).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
-launch = [
-    "python",
-    *launch_command(model_dir, name, p.host, p.port, p.max_new_tokens, p.max_batch_size, p.max_queue)[1:],
-]
+launch = ["python", *launch_command(model_dir, name, p.host, p.port, *limits)[1:]]
 manifest = {
     "model": name,
     "model_path": model_dir,
@@ -44,6 +44,7 @@ manifest = {
         "GET /health",
         "GET /metrics",
         "GET / (chat page)",
+        *(["POST /v1/rag/query", "POST /v1/rag/chat/completions"] if rag_index else []),
     ],
     "api_key": "set CONCH_API_KEY in the server's environment to require `Authorization: Bearer <key>`",
 }

@@ -32,8 +32,9 @@ def launch_command(
     max_new_tokens: int,
     max_batch_size: int | None = None,
     max_queue: int | None = None,
+    rag_index: str | None = None,
 ) -> list[str]:
-    limits = [("--max-batch-size", max_batch_size), ("--max-queue", max_queue)]
+    limits = [("--max-batch-size", max_batch_size), ("--max-queue", max_queue), ("--rag-index", rag_index)]
     return [
         sys.executable,
         "-m",
@@ -89,8 +90,11 @@ def running_server(
                 proc.wait()
 
 
-def smoke_test(base_url: str, name: str, prompt: str, expected: str | None, max_tokens: int) -> dict:
-    """Real requests against a running server; returns a record of what was sent, received and checked."""
+def smoke_test(
+    base_url: str, name: str, prompt: str, expected: str | None, max_tokens: int, rag: bool = False
+) -> dict:
+    """Real requests against a running server; returns a record of what was sent, received and checked.
+    With `rag`, the knowledge-base endpoints are asked the same prompt too."""
     checks = {}
     r = httpx.get(
         f"{base_url}/generate", params={"prompt": prompt, "max_new_tokens": max_tokens}, timeout=120
@@ -114,10 +118,24 @@ def smoke_test(base_url: str, name: str, prompt: str, expected: str | None, max_
         # Greedy decoding is deterministic: the server must say what the model says offline.
         checks["generate_matches_offline_greedy"] = generated == expected
         checks["chat_matches_offline_greedy"] = content == expected
+    record = {}
+    if rag:
+        r = httpx.post(f"{base_url}/v1/rag/query", json={"question": prompt}, timeout=120)
+        hits = r.json().get("hits") if r.status_code == 200 else None
+        checks["rag_query_status_200"] = r.status_code == 200
+        checks["rag_query_hits_list"] = isinstance(hits, list)
+        body = {"model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
+        r = httpx.post(f"{base_url}/v1/rag/chat/completions", json=body, timeout=120)
+        rag_chat = r.json() if r.status_code == 200 else {}
+        rag_content = (rag_chat.get("choices") or [{}])[0].get("message", {}).get("content")
+        checks["rag_chat_status_200"] = r.status_code == 200
+        checks["rag_chat_content_nonempty"] = isinstance(rag_content, str) and bool(rag_content.strip())
+        record = {"rag_hits": len(hits or []), "rag_chat_content": rag_content}
     return {
         "prompt": prompt,
         "generated_text": generated,
         "chat_content": content,
+        **record,
         "expected": expected,
         "checks": checks,
         "passed": all(checks.values()),
