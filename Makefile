@@ -7,6 +7,8 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= all
 # The served experiment: the one the workflow selected, else `default`.
 EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/selected.json'))['experiment'])" 2>/dev/null || echo default)
+# Its model: what the workflow served (the merged SFT model, or the preference-tuned one when that branch is on).
+MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['model_path'])" 2>/dev/null || echo results/merged/$(EXPERIMENT)/model)
 
 .PHONY: run test test-fast test-faults lint format dag serve clean venv
 
@@ -48,10 +50,10 @@ format: venv
 dag: venv
 	snakemake --forceall --dag | dot -Tsvg > docs/dag.svg
 
-# Start the server on the merged model of EXPERIMENT, with the knowledge base when the RAG branch built one,
+# Start the server on the served model of EXPERIMENT, with the knowledge base when the RAG branch built one,
 # and keep it running (Ctrl-C stops it).
 serve: venv
-	$(PY) -m conch.server --model results/merged/$(EXPERIMENT)/model --name $(EXPERIMENT) \
+	$(PY) -m conch.server --model $(MODEL) --name $(EXPERIMENT) \
 		$(if $(wildcard results/rag/index/meta.json),--rag-index results/rag/index)
 
 clean:
