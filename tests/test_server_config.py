@@ -89,9 +89,12 @@ def test_a_dead_engine_process_fails_its_requests_and_health():
         "max_tokens": 480,
         "stream": True,
     }
+    # Stopped first, so the request is surely still in flight when the engine dies: on an idle machine the
+    # tiny model could otherwise finish all its tokens between the first chunk and the kill.
+    engine.suspend()
     with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body, timeout=60) as r:
         lines = r.iter_lines()
-        next(lines)
+        next(lines)  # the role chunk, sent before any token
         engine.kill()
         rest = [line for line in lines if line]
     assert '"error"' in rest[-2] and rest[-1] == "data: [DONE]"
