@@ -90,6 +90,11 @@ def running_server(
                 proc.wait()
 
 
+def _message_content(body: dict) -> str | None:
+    """The first choice's message text of a chat completion body, None where there is none."""
+    return (body.get("choices") or [{}])[0].get("message", {}).get("content")
+
+
 def smoke_test(
     base_url: str, name: str, prompt: str, expected: str | None, max_tokens: int, rag: bool = False
 ) -> dict:
@@ -110,7 +115,7 @@ def smoke_test(
     }
     r = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=120)
     chat = r.json() if r.status_code == 200 else {}
-    content = (chat.get("choices") or [{}])[0].get("message", {}).get("content")
+    content = _message_content(chat)
     checks["chat_status_200"] = r.status_code == 200
     checks["chat_schema"] = chat.get("object") == "chat.completion" and chat.get("model") == name
     checks["chat_content_nonempty"] = isinstance(content, str) and bool(content.strip())
@@ -126,8 +131,7 @@ def smoke_test(
         checks["rag_query_hits_list"] = isinstance(hits, list)
         body = {"model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
         r = httpx.post(f"{base_url}/v1/rag/chat/completions", json=body, timeout=120)
-        rag_chat = r.json() if r.status_code == 200 else {}
-        rag_content = (rag_chat.get("choices") or [{}])[0].get("message", {}).get("content")
+        rag_content = _message_content(r.json() if r.status_code == 200 else {})
         checks["rag_chat_status_200"] = r.status_code == 200
         checks["rag_chat_content_nonempty"] = isinstance(rag_content, str) and bool(rag_content.strip())
         record = {"rag_hits": len(hits or []), "rag_chat_content": rag_content}
