@@ -93,13 +93,13 @@ def lay_out_hf_cache(hf_home, repo_id, model_dir, commit="0123456789abcdef012345
     return commit
 
 
-def test_deepseek_config_plans_the_whole_dag(tmp_path):
-    cfg = yaml.safe_load((REPO / "config/deepseek-r1-distill-qwen-1.5b.yaml").read_text(encoding="utf-8"))
-    jobs = planned_jobs(make_workdir(tmp_path, cfg))
+def assert_plans_the_spine(jobs: dict, base_model_rule: str) -> None:
+    """Each step from raw data to the served model is planned exactly once (branches may add more rules)."""
     spine = (
         "prepare_dataset",
         "register_dataset",
-        "fetch_hf_model",
+        base_model_rule,
+        "measure_token_lengths",
         "train_adapter",
         "merge_adapter",
         "evaluate",
@@ -107,6 +107,12 @@ def test_deepseek_config_plans_the_whole_dag(tmp_path):
         "all",
     )
     assert {rule: jobs.get(rule) for rule in spine} == dict.fromkeys(spine, 1), jobs
+
+
+def test_deepseek_config_plans_the_whole_dag(tmp_path):
+    cfg = yaml.safe_load((REPO / "config/deepseek-r1-distill-qwen-1.5b.yaml").read_text(encoding="utf-8"))
+    jobs = planned_jobs(make_workdir(tmp_path, cfg))
+    assert_plans_the_spine(jobs, "fetch_hf_model")
     assert "build_scratch_model" not in jobs
     out = snakemake(tmp_path, "-n", "-p", "results/adapters/default/adapter_model.safetensors").stdout
     assert "gpu=1" in out and "mem_mb=32000" in out
@@ -144,14 +150,4 @@ def test_default_config_plans_the_whole_dag(tmp_path):
     from conftest import default_config
 
     jobs = planned_jobs(make_workdir(tmp_path, default_config()))
-    spine = (
-        "prepare_dataset",
-        "register_dataset",
-        "build_scratch_model",
-        "train_adapter",
-        "merge_adapter",
-        "evaluate",
-        "serve",
-        "all",
-    )
-    assert {rule: jobs.get(rule) for rule in spine} == dict.fromkeys(spine, 1), jobs
+    assert_plans_the_spine(jobs, "build_scratch_model")
