@@ -1,16 +1,23 @@
-"""The engine in-process, on the tiny model: batching exactness, prefix reuse, stop handling, recovery."""
+"""The engine on the tiny model, driven the way its process drives it (`Engine.enqueue` with a `post` callback):
+batching exactness, prefix reuse, stop handling, recovery; and its client, the server's side of the process."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import threading
+import time
 
 import pytest
-from test_server_support import offline, offline_greedy
+from test_server_support import offline, offline_greedy, tiny_model
 
+from conch.engine.client import EngineClient
+from conch.engine.core import Engine
+from conch.engine.detokenizer import Detokenizer
+from conch.engine.process import EngineSpec
+from conch.engine.request import Completion, QueueFull
+from conch.engine.sampling import SamplingParams
 from conch.modeling import render
-from conch.server.engine import Engine, QueueFull
-from conch.server.sampling import SamplingParams
-from conch.server.text import TextAssembler
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +28,28 @@ def model_and_tokenizer():
 def make_engine(model_and_tokenizer, **kwargs) -> Engine:
     model, tokenizer = model_and_tokenizer
     return Engine("tiny", model, tokenizer, **kwargs).start()
+
+
+class Posts:
+    """What the engine hands over, kept per request id (the engine process sends it down its pipe instead)."""
+
+    def __init__(self):
+        self.pieces, self.done = collections.defaultdict(list), {}
+        self._cv = threading.Condition()
+
+    def __call__(self, items) -> None:
+        with self._cv:
+            for req, item in items:
+                if isinstance(item, Completion):
+                    self.done[req.id] = item
+                else:
+                    self.pieces[req.id].append(item)
+            self._cv.notify_all()
+
+    def wait(self, *ids: int, timeout: float = 60) -> list[Completion]:
+        with self._cv:
+            assert self._cv.wait_for(lambda: all(i in self.done for i in ids), timeout), "no answer in time"
+            return [self.done[i] for i in ids]
 
 
 def ids_of(tokenizer, messages) -> list[int]:
@@ -35,29 +64,21 @@ def conversation(i: int) -> list[dict]:
 def test_staggered_requests_in_one_batch_equal_offline_greedy(model_and_tokenizer, prefix_cache):
     """Requests joining and leaving a running batch at different steps each get exactly their own answer."""
     _, tokenizer = model_and_tokenizer
-    engine = make_engine(model_and_tokenizer, prefix_cache=prefix_cache)
-
-    async def scenario():
-        async def one(i):
-            await asyncio.sleep(0.003 * i)  # arrive while others are mid-generation
-            stream = i % 2 == 0
-            req = engine.submit(
-                ids_of(tokenizer, conversation(i)), SamplingParams(), 6 + 3 * i, stream=stream
-            )
-            if stream:
-                pieces = [p async for p in req.pieces()]
-                assert "".join(pieces) == req.finished.text
-            return req.finished if stream else await req.result()
-
-        return await asyncio.gather(*(one(i) for i in range(8)))
-
+    engine, posts = make_engine(model_and_tokenizer, prefix_cache=prefix_cache), Posts()
     try:
-        results = asyncio.run(scenario())
+        for i in range(8):
+            time.sleep(0.003)  # arrive while others are mid-generation
+            engine.enqueue(
+                i, ids_of(tokenizer, conversation(i)), SamplingParams(), 6 + 3 * i, i % 2 == 0, posts
+            )
+        results = posts.wait(*range(8))
     finally:
         engine.close()
     for i, result in enumerate(results):
         assert result.finish_reason == "length" and result.completion_tokens == 6 + 3 * i
         assert result.text == offline_greedy(conversation(i), 6 + 3 * i)
+        if i % 2 == 0:  # streamed: the pieces make up the answer
+            assert "".join(posts.pieces[i]) == result.text
     events = engine.snapshot()
     assert events["decode_rows"] > events["decode_passes"]  # rows shared passes
     assert (events["prefix_hit_tokens"] > 0) == prefix_cache
@@ -65,18 +86,16 @@ def test_staggered_requests_in_one_batch_equal_offline_greedy(model_and_tokenize
 
 def test_multi_turn_conversation_reuses_its_prefix(model_and_tokenizer):
     _, tokenizer = model_and_tokenizer
-    engine = make_engine(model_and_tokenizer)
+    engine, posts = make_engine(model_and_tokenizer), Posts()
     turns = [{"role": "user", "content": "First question?"}]
-
-    async def ask():
-        return await engine.submit(ids_of(tokenizer, turns), SamplingParams(), 8, stream=False).result()
-
     try:
-        first = asyncio.run(ask())
+        engine.enqueue(0, ids_of(tokenizer, turns), SamplingParams(), 8, False, posts)
+        (first,) = posts.wait(0)
         reused_by_first = engine.snapshot()["prefix_hit_tokens"]
         first_prompt = ids_of(tokenizer, turns)
         turns += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And then?"}]
-        second = asyncio.run(ask())
+        engine.enqueue(1, ids_of(tokenizer, turns), SamplingParams(), 8, False, posts)
+        (second,) = posts.wait(1)
     finally:
         engine.close()
     assert second.text == offline_greedy(turns, 8)
@@ -87,54 +106,56 @@ def test_multi_turn_conversation_reuses_its_prefix(model_and_tokenizer):
 
 def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(model_and_tokenizer):
     _, tokenizer = model_and_tokenizer
-    engine = make_engine(model_and_tokenizer)
-
-    async def scenario():
-        bad = engine.submit([len(tokenizer) + 1000], SamplingParams(), 4, stream=False)  # no such token
-        bad_result = await bad.result()
-        good = await engine.submit(
-            ids_of(tokenizer, conversation(1)), SamplingParams(), 5, stream=False
-        ).result()
-        return bad_result, good
-
+    engine, posts = make_engine(model_and_tokenizer), Posts()
     try:
-        bad, good = asyncio.run(scenario())
+        engine.enqueue(0, [len(tokenizer) + 1000], SamplingParams(), 4, False, posts)  # no such token
+        (bad,) = posts.wait(0)
+        engine.enqueue(1, ids_of(tokenizer, conversation(1)), SamplingParams(), 5, False, posts)
+        (good,) = posts.wait(1)
     finally:
         engine.close()
     assert bad.finish_reason == "error" and "index" in bad.error.lower()
     assert good.finish_reason == "length" and good.text == offline_greedy(conversation(1), 5)
-    assert engine.active == 0 and engine.queue_depth == 0
+    assert engine.snapshot()["active"] == 0 and engine.snapshot()["queue_depth"] == 0
 
 
-def test_queue_limit_and_cancellation(model_and_tokenizer):
+def test_client_queue_limit_and_cancellation(model_and_tokenizer):
+    """The server's side of an engine process: a full queue refuses at once; cancelling frees queue and slot."""
     _, tokenizer = model_and_tokenizer
-    engine = make_engine(model_and_tokenizer, max_batch_size=1, max_queue=1)
+    spec = EngineSpec("tiny", tiny_model(), None, 1, 1, 4096, None, True, 1)
+    client = EngineClient(spec)
     prompt = ids_of(tokenizer, conversation(2))
 
     async def scenario():
-        running = engine.submit(prompt, SamplingParams(), 400, stream=True)
-        queued = engine.submit(prompt, SamplingParams(), 400, stream=False)
+        running = client.submit(prompt, SamplingParams(), 400, stream=True)
+        queued = client.submit(prompt, SamplingParams(), 400, stream=False)
         with pytest.raises(QueueFull, match="limit 1"):
-            engine.submit(prompt, SamplingParams(), 400, stream=False)
+            client.submit(prompt, SamplingParams(), 400, stream=False)
         await running.pieces().__anext__()
         queued.cancel()  # leaves the queue at once
-        assert engine.queue_depth == 0
         running.cancel()
-        return await running.result(), await queued.result()
+        running_result, queued_result = await running.result(), await queued.result()
+        # Results are posted just before the engine drops the row: give it its step to do so.
+        for _ in range(100):
+            stats = await client.stats()
+            if stats["active"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        return running_result, queued_result, stats
 
     try:
-        running, queued = asyncio.run(scenario())
+        running, queued, stats = asyncio.run(scenario())
     finally:
-        engine.close()
+        client.close()
     assert running.finish_reason == queued.finish_reason == "cancelled"
     assert running.completion_tokens < 400 and queued.completion_tokens == 0
-    assert engine.active == 0
+    assert stats["active"] == stats["queue_depth"] == 0 and stats["finished_cancelled"] == 2
 
 
-def test_text_assembler_holds_back_possible_stop_strings_and_trailing_space(model_and_tokenizer):
+def test_detokenizer_holds_back_possible_stop_strings_and_trailing_space(model_and_tokenizer):
     _, tokenizer = model_and_tokenizer
     ids = tokenizer("The sea is  deep.\n\nAnd blue END of story", add_special_tokens=False)["input_ids"]
-    text = TextAssembler(tokenizer, stop=("END",))
+    text = Detokenizer(tokenizer, stop=("END",))
     streamed, stopped = [], False
     for token in ids:
         stopped = text.add(token)
@@ -147,11 +168,11 @@ def test_text_assembler_holds_back_possible_stop_strings_and_trailing_space(mode
     assert stopped and text.text == "The sea is  deep.\n\nAnd blue" == "".join(streamed)
 
 
-def test_text_assembler_matches_a_whole_decode(model_and_tokenizer):
+def test_detokenizer_matches_a_whole_decode(model_and_tokenizer):
     """Piecewise decoding of junk (incomplete UTF-8 included) concatenates to what one decode gives."""
     model, tokenizer = model_and_tokenizer
     ids = list(range(3, 3 + 200, 7)) + tokenizer("神奇海螺", add_special_tokens=False)["input_ids"]
-    text = TextAssembler(tokenizer)
+    text = Detokenizer(tokenizer)
     pieces = []
     for token in ids:
         text.add(token)

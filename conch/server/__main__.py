@@ -97,7 +97,7 @@ def main(argv=None) -> None:
         server.should_exit = True
 
     app = create_app(
-        settings=settings, api_key=api_key, rag_index=args.rag_index, on_load_failure=stop_on_load_failure
+        settings, api_key=api_key, rag_index=args.rag_index, on_load_failure=stop_on_load_failure
     )
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=args.access_log))
     logging.getLogger("uvicorn.access").addFilter(drop_query_string)  # after uvicorn set its logging up

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from conch.server.sampling import SamplingParams
+from conch.engine.sampling import SamplingParams
 
 Number = StrictInt | StrictFloat
 # Each step checks whether the answer's tail could begin a stop string: bounded, so no request slows the batch.
@@ -141,7 +141,7 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def chat_body(rid: str, model: str, text: str, finish_reason: str, use: dict) -> dict:
+def chat_body(rid: str, model: str, message: dict, finish_reason: str, use: dict) -> dict:
     return {
         "id": rid,
         "object": "chat.completion",
@@ -150,7 +150,7 @@ def chat_body(rid: str, model: str, text: str, finish_reason: str, use: dict) ->
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish_reason,
             }

@@ -1,10 +1,10 @@
-"""Each model's engine in a process of its own.
+"""The server's side of an engine process: start it, submit and cancel requests, hand results to the event loop.
 
 In one process, the event loop (HTTP parsing, validation, chat templates, tokenizing, JSON) and the engine
 thread take turns holding the interpreter lock, so serving work and model work add up instead of overlapping.
-Here the server process keeps the tokenizer and the HTTP side; the engine process keeps the model. They talk
-over a pipe: the server sends submit/cancel/stats messages, the engine sends back each step's pieces of text and
-finished requests in one message. If the engine process dies, its requests fail and /health says so.
+So the server process keeps the tokenizer and the HTTP side, and each model's engine runs in a process of its
+own (conch.engine.process), talking over a pipe. If the engine process dies, its requests fail and `error`
+says why.
 """
 
 from __future__ import annotations
@@ -14,111 +14,58 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import signal
 import threading
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict
 
-from conch.server.request import Completion, EngineGone, Handle, QueueFull, post_to_loop
-from conch.server.text import encode
+from conch.engine.process import EngineSpec, run_engine_process
+from conch.engine.request import Completion, EngineGone, QueueFull
+from conch.engine.tokenizer import encode, load_tokenizer
 
-log = logging.getLogger("conch.server")
-
-
-@dataclass
-class EngineSpec:
-    name: str
-    path: str
-    adapter: str | None
-    max_batch_size: int
-    max_queue: int
-    max_prefill_tokens: int
-    context_length: int | None
-    prefix_cache: bool
-    threads: int | None
+log = logging.getLogger("conch.engine")
 
 
-def load_tokenizer(path: str, adapter: str | None = None):
-    """The tokenizer `conch.modeling.load` would pick (the adapter's own, if LLaMA-Factory saved one there)."""
-    from transformers import AutoTokenizer
+class Handle:
+    """The event loop's side of a request: its text as it is produced, its result, and cancelling it."""
 
-    has_own = adapter and (Path(adapter) / "tokenizer_config.json").exists()
-    tokenizer = AutoTokenizer.from_pretrained(adapter if has_own else path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    def __init__(self, cancel: Callable[[], None] | None = None):
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._cancel = cancel
+        self.finished: Completion | None = None
 
+    def put(self, item) -> None:
+        """On the event loop: a piece of text, or the Completion that ends the request."""
+        if isinstance(item, Completion):
+            self.finished = item
+        self._events.put_nowait(item)
 
-def _engine_process(conn, spec: dict) -> None:
-    """The engine process: load the model, then serve the pipe until it closes or says stop."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Ctrl-C reaches the whole process group; the server shuts this process down itself (stop or pipe EOF).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
+    async def pieces(self):
+        while not isinstance(item := await self._events.get(), Completion):
+            yield item
 
-    from conch.modeling import load
-    from conch.server.engine import Engine
+    async def result(self) -> Completion:
+        while not isinstance(item := await self._events.get(), Completion):
+            pass
+        return item
 
-    spec = EngineSpec(**spec)
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    try:
-        model, tokenizer = load(spec.path, adapter=spec.adapter)
-        # The server process enforces the queue limit; here every request it sends is accepted.
-        engine = Engine(
-            spec.name,
-            model,
-            tokenizer,
-            spec.max_batch_size,
-            1 << 30,
-            spec.max_prefill_tokens,
-            spec.context_length,
-            spec.prefix_cache,
-        ).start()
-    except Exception as exc:
-        log.exception("engine %s: loading failed", spec.name)
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    lock, requests = threading.Lock(), {}
-
-    def send(message) -> None:
-        with lock, contextlib.suppress(OSError):  # the server is gone: nobody to tell
-            conn.send(message)
-
-    def post(items) -> None:
-        for req, item in items:
-            if isinstance(item, Completion):
-                requests.pop(req.id, None)
-        send(("events", [(req.id, item) for req, item in items]))
-
-    send(("ready", {"context_length": engine.context_length}))
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            break
-        if message[0] == "submit":
-            _, rid, ids, params, max_tokens, stream = message
-            req = engine.enqueue(ids, params, max_tokens, stream, post, rid)
-            if req.finished is None:
-                requests[rid] = req
-        elif message[0] == "cancel" and (req := requests.get(message[1])) is not None:
-            engine.cancel(req)
-        elif message[0] == "stats":
-            send(
-                (
-                    "stats",
-                    message[1],
-                    {**engine.snapshot(), "active": engine.active, "queue_depth": engine.queue_depth},
-                )
-            )
-        elif message[0] == "stop":
-            break
-    engine.close()
+    def cancel(self) -> None:
+        if self.finished is None and self._cancel is not None:
+            self._cancel()
 
 
-class ProcessEngine:
-    """The server process's side of one engine process: the same interface as an in-process Engine."""
+def post_to_loop(loop: asyncio.AbstractEventLoop, items: list[tuple[Handle, object]]) -> None:
+    """From another thread: hand items to their handles on `loop`."""
+
+    def deliver() -> None:
+        for handle, item in items:
+            handle.put(item)
+
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting for these any more
+        loop.call_soon_threadsafe(deliver)
+
+
+class EngineClient:
+    """One model's engine process, as the server sees it."""
 
     def __init__(self, spec: EngineSpec):
         self.name, self.max_batch_size, self.max_queue = spec.name, spec.max_batch_size, spec.max_queue
@@ -126,7 +73,7 @@ class ProcessEngine:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or CUDA state
         self._conn, child_end = context.Pipe()
         self._process = context.Process(
-            target=_engine_process,
+            target=run_engine_process,
             args=(child_end, asdict(spec)),
             name=f"conch-engine-{spec.name}",
             daemon=True,
@@ -148,6 +95,10 @@ class ProcessEngine:
         self.error: str | None = None
         threading.Thread(target=self._read, name=f"conch-engine-reader-{spec.name}", daemon=True).start()
 
+    @property
+    def alive(self) -> bool:
+        return self.error is None
+
     def encode(self, text: str) -> list[int]:
         return encode(self.tokenizer, text)
 
@@ -156,6 +107,7 @@ class ProcessEngine:
             self._conn.send(message)
 
     def submit(self, prompt_ids: list[int], params, max_tokens: int, stream: bool) -> Handle:
+        """On an event loop: send the request; its pieces and result arrive through the returned handle."""
         if self.error:
             raise EngineGone(self.error)
         # In flight beyond the batch's slots means waiting in the engine's queue.
@@ -218,10 +170,6 @@ class ProcessEngine:
         for rid in list(self._handles):
             loop, handle = self._handles.pop(rid)
             post_to_loop(loop, [(handle, Completion("", "error", 0, 0, self.error))])
-
-    @property
-    def alive(self) -> bool:
-        return self.error is None
 
     def close(self) -> None:
         self.error = self.error or "the server is shutting down"

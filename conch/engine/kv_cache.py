@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from conch.server.prefix import PrefixCache
+from conch.engine.prefix_cache import PrefixCache
 
 
 def _left_pad(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
@@ -31,7 +31,7 @@ def _rows_columns(cache: DynamicCache, row: int, columns: torch.Tensor) -> list:
     ]
 
 
-class KVBatch:
+class BatchKVCache:
     def __init__(self, model, pad_token_id: int, prefixes: PrefixCache | None = None):
         self.model = model
         self.pad_token_id = pad_token_id

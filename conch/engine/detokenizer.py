@@ -8,7 +8,7 @@ answer whichever way it asks.
 from __future__ import annotations
 
 
-class TextAssembler:
+class Detokenizer:
     def __init__(self, tokenizer, stop: list[str] | tuple[str, ...] = (), incremental: bool = True):
         self.tokenizer = tokenizer
         self.stop = [s for s in stop if s]
@@ -81,12 +81,3 @@ class TextAssembler:
             return ""
         piece, self._sent = self.text[self._sent : end], end
         return piece
-
-
-def encode(tokenizer, text: str) -> list[int]:
-    """Token ids of a rendered prompt: the fast tokenizer's own encoder when there is one (same ids, less
-    per-call overhead than the transformers wrapper)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return backend.encode(text, add_special_tokens=False).ids
-    return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -1,0 +1,17 @@
+"""conch's inference engine: continuous batching of one model, in a process of its own.
+
+The way vLLM keeps its engine apart from its OpenAI entrypoints, this package knows nothing of HTTP; the server
+(conch.server) renders and tokenizes prompts, submits token ids through an `EngineClient` and streams back what
+the engine process produces.
+
+    client.py        the server's side: start the engine process, submit/cancel, deliver results to the loop
+    process.py       the engine process: load the model, serve the pipe
+    core.py          the step loop: prefill newcomers, decode everyone, finish who is done
+    scheduler.py     the waiting queue and who is admitted into the batch at each step
+    kv_cache.py      the batch's KV cache
+    prefix_cache.py  KV of prompt prefixes seen before
+    sampling.py      per-request sampling inside the batch
+    detokenizer.py   token ids to the text a client sees (incremental, stop strings)
+    tokenizer.py     loading the tokenizer, encoding prompts
+    request.py       a request inside the engine, and what it ends with
+"""
