@@ -37,3 +37,7 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# Last, once every rule is defined: each rule's code inputs, computed from its script's imports.
+add_code_inputs()

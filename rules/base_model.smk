@@ -15,7 +15,6 @@ if config["base_model"]["source"] == "scratch":
     rule build_scratch_model:
         input:
             train=rules.prepare_dataset.output.train,
-            code=conch_code("scratch", "lf"),
         output:
             model=directory("results/base_model/scratch"),
             manifest=BASE_MANIFEST,
@@ -39,8 +38,6 @@ if config["base_model"]["source"] == "scratch":
 elif config["base_model"]["source"] == "hf":
 
     rule fetch_hf_model:
-        input:
-            code=conch_code("hub"),
         output:
             manifest=BASE_MANIFEST,
         log:
@@ -64,7 +61,6 @@ else:
     rule use_local_model:
         input:
             config=os.path.join(config["base_model"].get("path", ""), "config.json"),
-            code=conch_code("hub"),
         output:
             manifest=BASE_MANIFEST,
         log:

@@ -1,4 +1,3 @@
-import glob
 import json
 import os
 import re
@@ -9,6 +8,7 @@ from snakemake.utils import validate
 from conch.config import check as check_config
 from conch.errors import ConfigError
 from conch.experiments import all_experiments
+from conch.imports import reach
 
 # ---- config: refuse a bad config before any job runs -------------------------------------------------
 SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
@@ -30,17 +30,15 @@ wildcard_constraints:
     experiment="|".join(map(re.escape, EXPERIMENTS)),
 
 
-# ---- code the scripts import: listed as inputs so that editing a module reruns the rules using it ----
-def conch_code(*modules):
-    root = os.path.join(workflow.basedir, "conch")
-    files = [os.path.join(root, "__init__.py"), os.path.join(root, "errors.py")]
-    for module in modules:
-        package = os.path.join(root, module)
-        if os.path.isdir(package):
-            files += sorted(glob.glob(os.path.join(package, "*.py")))
-        else:
-            files.append(f"{package}.py")
-    return files
+# ---- code inputs: editing a conch module reruns exactly the rules whose scripts reach it ----------------
+def add_code_inputs():
+    """Give every rule that runs a script the conch files the script reaches (conch/imports.py) as its
+    input `code`, found from the imports themselves. Called once at the end of the Snakefile, when every
+    rule is defined, so a new rule needs nothing written for it."""
+    for each in workflow.rules:
+        if each.script:
+            script = each.basedir.join(each.script).get_path_or_uri(secret_free=True)
+            each.set_input(code=[str(f) for f in reach(script, workflow.basedir).files])
 
 
 # ---- experiments ---------------------------------------------------------------------------------------

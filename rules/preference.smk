@@ -11,9 +11,6 @@ PPO_CFG = PREF["ppo"]
 # PPO's reward model: the one `stage: rm` trains here, or a directory named in config.
 RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
 
-
-# Only the modules a rule's script imports: editing the evaluation must not rerun the training.
-pref_modules = lambda *names: [f"preference/{name}" for name in ("__init__", *names)]
 RM_DIR = (
     "results/reward_model/{experiment}/model"
     if RM_TRAINED
@@ -35,7 +32,6 @@ if PREF_METHODS:
     rule prepare_preference:
         input:
             raw=PREF["data"].get("raw", []),
-            code=conch_code("data", "registry", *pref_modules("records", "prepare")),
         output:
             train=f"{PREF_DIR}/train.jsonl",
             val=f"{PREF_DIR}/val.jsonl",
@@ -76,7 +72,6 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
             adapter="results/{method}/{experiment}/adapter/adapter_model.safetensors",
             train_yaml="results/{method}/{experiment}/adapter/train_config.yaml",
@@ -104,7 +99,6 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
             adapter=rules.train_preference.output.adapter,
             sft_model=rules.merge_adapter.output.model,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "hub", *pref_modules("stages")),
         output:
             model=directory("results/{method}/{experiment}/model"),
             export_yaml="results/{method}/{experiment}/export_config.yaml",
@@ -135,7 +129,6 @@ if RM_TRAINED:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
             adapter="results/reward_model/{experiment}/adapter/adapter_model.safetensors",
             value_head="results/reward_model/{experiment}/adapter/value_head.safetensors",
@@ -172,11 +165,6 @@ if RM_TRAINED:
             dataset_info=rules.prepare_preference.output.dataset_info,
             test=rules.prepare_preference.output.test,
             train=rules.prepare_preference.output.train,
-            code=conch_code(
-                "lf",
-                "modeling",
-                *pref_modules("stages", "reward", "scoring", "records"),
-            ),
         output:
             model=directory("results/reward_model/{experiment}/model"),
             predict_yaml="results/reward_model/{experiment}/predict_config.yaml",
@@ -219,13 +207,6 @@ if "ppo" in PREF_METHODS:
                 if PPO_CFG.get("prompts") == "preference"
                 else rules.prepare_dataset.output.val
             ),
-            code=conch_code(
-                "modeling",
-                "gpus",
-                *pref_modules(
-                    "ppo", "reward", "scoring", "stages", "prepare", "records"
-                ),
-            ),
         output:
             model=directory("results/ppo/{experiment}/model"),
             adapter=directory("results/ppo/{experiment}/adapter"),
@@ -260,12 +241,6 @@ if PREF_METHODS:
             sft_model=rules.merge_adapter.output.model,
             aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
             reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
-            code=conch_code(
-                "modeling",
-                "metrics",
-                "gpus",
-                *pref_modules("evaluate", "report", "reward", "scoring", "records"),
-            ),
         output:
             metrics="results/eval_preference/{experiment}/metrics.json",
             samples="results/eval_preference/{experiment}/samples.tsv",

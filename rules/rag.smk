@@ -26,7 +26,6 @@ rag_outputs = lambda: RAG_OUTPUTS
 rule rag_ingest:
     input:
         docs=rag_paths.document_files(RAG_DOCS),
-        code=conch_code("rag/ingest", "rag/parsers"),
     output:
         docs="results/rag/docs.jsonl",
         stats="results/rag/ingest_stats.json",
@@ -50,7 +49,6 @@ rule rag_chunk:
     input:
         docs=rules.rag_ingest.output.docs,
         base=BASE_MANIFEST,
-        code=conch_code("hub", "rag/chunk"),
     output:
         chunks="results/rag/chunks.jsonl",
     log:
@@ -74,7 +72,6 @@ rule rag_index:
     input:
         chunks=rules.rag_chunk.output.chunks,
         base=BASE_MANIFEST,
-        code=conch_code("hub", "rag/chunk", "rag/embed", "rag/index", "rag/keyword"),
     output:
         index=directory("results/rag/index"),
     log:
@@ -113,7 +110,6 @@ rule rag_eval:
         index=rules.rag_index.output.index,
         questions=RAG_QUESTIONS,
         merged=rules.merge_adapter.output.model,
-        code=conch_code("rag", "modeling"),
     output:
         metrics="results/rag/eval/{experiment}/retrieval_metrics.json",
         results="results/rag/eval/{experiment}/questions.jsonl",

@@ -4,12 +4,6 @@ rule serve:
         **({"rag_index": "results/rag/index"} if config["rag"]["enabled"] else {}),
         model=lambda wc: served_model(wc.experiment),
         check=rules.merge_adapter.output.check,
-        code=conch_code(
-            "server",
-            "modeling",
-            "gpus",
-            *(["rag"] if config["rag"]["enabled"] else []),
-        ),
     output:
         manifest="results/serve/{experiment}/manifest.json",
         smoke="results/serve/{experiment}/smoke_test.json",
