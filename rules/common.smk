@@ -25,6 +25,15 @@ EXPERIMENT_OVERRIDES = all_experiments(config)  # named experiments, then the gr
 EXPERIMENTS = list(EXPERIMENT_OVERRIDES)
 GPUS = config["compute"]["gpus"]
 
+# ---- optional branches: whether each is on is decided here, and only here ----------------------------
+# The Snakefile includes a branch's rules only when it is on, and get_final_output() (below) adds its
+# results to `all`. A new branch: a flag here, an `if BRANCHES[...]: include:` in the Snakefile, a section
+# in get_final_output().
+BRANCHES = {
+    "rag": config["rag"]["enabled"],
+    "preference": bool(config["preference"]["methods"]),
+}
+
 
 wildcard_constraints:
     experiment="|".join(map(re.escape, EXPERIMENTS)),
@@ -38,6 +47,8 @@ def add_code_inputs():
     for each in workflow.rules:
         if each.script:
             script = each.basedir.join(each.script).get_path_or_uri(secret_free=True)
+            if each.input_modifier is None:  # set by an `input:` directive, which this rule lacks
+                each.input_modifier = workflow.modifier.path_modifier
             each.set_input(code=[str(f) for f in reach(script, workflow.basedir).files])
 
 
@@ -60,15 +71,6 @@ def selected_experiment(wildcards=None):
     best = checkpoints.compare_experiments.get().output.best
     with open(best, encoding="utf-8") as fh:
         return json.load(fh)["best"]
-
-
-def experiment_outputs():
-    """rules/experiments.smk: a run manifest per experiment, the comparison, the served experiment."""
-    return [
-        *expand(rules.run_manifest.output[0], experiment=EXPERIMENTS),
-        rules.compare_experiments.output.table,
-        rules.select_served.output[0],
-    ]
 
 
 # ---- resources: portable tags only; site settings live in profiles (docs/cluster.md) -------------------
@@ -115,12 +117,21 @@ def served_model(experiment):
     return f"results/{method}/{experiment}/model"
 
 
-def final_outputs():
-    # experiment_outputs: rules/experiments.smk; rag_outputs: rules/rag.smk;
-    # PREFERENCE_OUTPUTS: rules/preference.smk
-    return (
-        expand("results/eval/{experiment}/report.html", experiment=EXPERIMENTS)
-        + experiment_outputs()
-        + rag_outputs()
-        + PREFERENCE_OUTPUTS
-    )
+def get_final_output():
+    """Everything `all` builds: for each experiment its eval report and run manifest, the comparison of
+    them and the served one; then the results of each branch that is on."""
+    final = [
+        *expand(rules.evaluate.output.report, experiment=EXPERIMENTS),
+        *expand(rules.run_manifest.output[0], experiment=EXPERIMENTS),
+        rules.compare_experiments.output.table,
+        rules.select_served.output[0],
+    ]
+    if BRANCHES["rag"]:
+        final += [
+            rules.rag_ingest.output.stats,
+            rules.rag_index.output.index,
+            *expand(rules.rag_eval.output.metrics, experiment=EXPERIMENTS),
+        ]
+    if BRANCHES["preference"]:
+        final += expand(rules.evaluate_preference.output.report, experiment=EXPERIMENTS)
+    return final

@@ -1,6 +1,6 @@
 # Preference tuning branch (docs/preference.md): preference pairs -> DPO/KTO adapters, a reward model and
 # PPO on top of each experiment's SFT model -> a side-by-side evaluation; `serve` serves the aligned model.
-# Only defined when preference.methods names a method; the default config leaves the branch off.
+# Included when preference.methods names a method (rules/common.smk: BRANCHES); the default config has none.
 from conch.preference.stages import layered_train, ppo_lora_settings
 
 PREF = config["preference"]
@@ -16,47 +16,40 @@ RM_DIR = (
     if RM_TRAINED
     else PPO_CFG.get("reward_model")
 )
-# rules/common.smk's final_outputs: the side-by-side report of each experiment.
-PREFERENCE_OUTPUTS = (
-    expand("results/eval_preference/{experiment}/report.html", experiment=EXPERIMENTS)
-    if PREF_METHODS
-    else []
-)
 
 
-if PREF_METHODS:
+wildcard_constraints:
+    method="dpo|kto",
 
-    wildcard_constraints:
-        method="dpo|kto",
 
-    rule prepare_preference:
-        input:
-            raw=PREF["data"].get("raw", []),
-        output:
-            train=f"{PREF_DIR}/train.jsonl",
-            val=f"{PREF_DIR}/val.jsonl",
-            test=f"{PREF_DIR}/test.jsonl",
-            kto_train=f"{PREF_DIR}/kto_train.jsonl",
-            kto_val=f"{PREF_DIR}/kto_val.jsonl",
-            kto_test=f"{PREF_DIR}/kto_test.jsonl",
-            rejects=f"{PREF_DIR}/rejects.jsonl",
-            stats=f"{PREF_DIR}/stats.json",
-            dataset_info=f"{PREF_DIR}/dataset_info.json",
-        log:
-            f"logs/prepare_preference/{PREF_DATASET}.log",
-        benchmark:
-            f"benchmarks/prepare_preference/{PREF_DATASET}.tsv"
-        conda:
-            "../envs/data.yaml"
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=10,
-        params:
-            **{k: v for k, v in PREF["data"].items() if k != "raw"},
-            dataset=PREF_DATASET,
-        script:
-            "../workflow_scripts/pref_prepare.py"
+rule prepare_preference:
+    input:
+        raw=PREF["data"]["raw"],
+    output:
+        train=f"{PREF_DIR}/train.jsonl",
+        val=f"{PREF_DIR}/val.jsonl",
+        test=f"{PREF_DIR}/test.jsonl",
+        kto_train=f"{PREF_DIR}/kto_train.jsonl",
+        kto_val=f"{PREF_DIR}/kto_val.jsonl",
+        kto_test=f"{PREF_DIR}/kto_test.jsonl",
+        rejects=f"{PREF_DIR}/rejects.jsonl",
+        stats=f"{PREF_DIR}/stats.json",
+        dataset_info=f"{PREF_DIR}/dataset_info.json",
+    log:
+        f"logs/prepare_preference/{PREF_DATASET}.log",
+    benchmark:
+        f"benchmarks/prepare_preference/{PREF_DATASET}.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **{k: v for k, v in PREF["data"].items() if k != "raw"},
+        dataset=PREF_DATASET,
+    script:
+        "../workflow_scripts/pref_prepare.py"
 
 
 if set(PREF_METHODS) & {"dpo", "kto"}:
@@ -232,34 +225,32 @@ if "ppo" in PREF_METHODS:
             "../workflow_scripts/pref_ppo.py"
 
 
-if PREF_METHODS:
-
-    rule evaluate_preference:
-        input:
-            pairs=rules.prepare_preference.output.test,
-            sft_test=rules.prepare_dataset.output.test,
-            sft_model=rules.merge_adapter.output.model,
-            aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
-            reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
-        output:
-            metrics="results/eval_preference/{experiment}/metrics.json",
-            samples="results/eval_preference/{experiment}/samples.tsv",
-            chart="results/eval_preference/{experiment}/preference.png",
-            report="results/eval_preference/{experiment}/report.html",
-        log:
-            "logs/evaluate_preference/{experiment}.log",
-        benchmark:
-            "benchmarks/evaluate_preference/{experiment}.tsv"
-        conda:
-            "../envs/eval.yaml"
-        threads: config["compute"]["threads"]
-        resources:
-            **gpu_resources(),
-        params:
-            methods=PREF_METHODS,
-            max_samples=PREF["eval"].get("max_samples"),
-            max_new_tokens=PREF["eval"]["max_new_tokens"],
-            batch_size=config["eval"]["batch_size"],
-            persona_names=config["eval"]["persona_names"],
-        script:
-            "../workflow_scripts/pref_evaluate.py"
+rule evaluate_preference:
+    input:
+        pairs=rules.prepare_preference.output.test,
+        sft_test=rules.prepare_dataset.output.test,
+        sft_model=rules.merge_adapter.output.model,
+        aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
+        reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
+    output:
+        metrics="results/eval_preference/{experiment}/metrics.json",
+        samples="results/eval_preference/{experiment}/samples.tsv",
+        chart="results/eval_preference/{experiment}/preference.png",
+        report="results/eval_preference/{experiment}/report.html",
+    log:
+        "logs/evaluate_preference/{experiment}.log",
+    benchmark:
+        "benchmarks/evaluate_preference/{experiment}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(),
+    params:
+        methods=PREF_METHODS,
+        max_samples=PREF["eval"].get("max_samples"),
+        max_new_tokens=PREF["eval"]["max_new_tokens"],
+        batch_size=config["eval"]["batch_size"],
+        persona_names=config["eval"]["persona_names"],
+    script:
+        "../workflow_scripts/pref_evaluate.py"

@@ -7,20 +7,6 @@ RAG = config["rag"]
 RAG_CACHE = "results/rag/cache/embeddings.sqlite"
 RAG_DOCS = rag_paths.resolve(RAG["docs"], workflow.basedir)
 RAG_QUESTIONS = rag_paths.resolve(RAG["questions"], workflow.basedir)
-RAG_OUTPUTS = (
-    [
-        "results/rag/ingest_stats.json",
-        "results/rag/index",
-        *expand(
-            "results/rag/eval/{experiment}/retrieval_metrics.json",
-            experiment=EXPERIMENTS,
-        ),
-    ]
-    if RAG["enabled"]
-    else []
-)
-# What `all` builds of this branch (called by final_outputs in rules/common.smk).
-rag_outputs = lambda: RAG_OUTPUTS
 
 
 rule rag_ingest:
