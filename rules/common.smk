@@ -47,7 +47,8 @@ def add_code_inputs():
     for each in workflow.rules:
         if each.script:
             script = each.basedir.join(each.script).get_path_or_uri(secret_free=True)
-            if each.input_modifier is None:  # set by an `input:` directive, which this rule lacks
+            # An `input:` directive sets the modifier; a rule without one (fetch_hf_model) needs it here.
+            if each.input_modifier is None:
                 each.input_modifier = workflow.modifier.path_modifier
             each.set_input(code=[str(f) for f in reach(script, workflow.basedir).files])
 
