@@ -60,7 +60,7 @@ else:
 
     rule use_local_model:
         input:
-            config=os.path.join(config["base_model"].get("path", ""), "config.json"),
+            config=os.path.join(config["base_model"]["path"], "config.json"),
         output:
             manifest=BASE_MANIFEST,
         log:
@@ -70,6 +70,6 @@ else:
             "../envs/train.yaml"
         threads: 1
         params:
-            path=config["base_model"].get("path"),
+            path=config["base_model"]["path"],
         script:
             "../workflow_scripts/use_local_model.py"

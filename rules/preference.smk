@@ -10,12 +10,16 @@ PREF_DIR = f"results/data/{PREF_DATASET}"
 PPO_CFG = PREF["ppo"]
 # PPO's reward model: the one `stage: rm` trains here, or a directory named in config.
 RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
-
 RM_DIR = (
     "results/reward_model/{experiment}/model"
     if RM_TRAINED
     else PPO_CFG.get("reward_model")
 )
+
+
+def stage_train(block):
+    """params.train of a preference stage: the experiment's training keys with `block` (config) over them."""
+    return lambda wc: layered_train(train_config(wc.experiment), block)
 
 
 wildcard_constraints:
@@ -80,7 +84,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(train_config(wc.experiment), PREF["train"]),
+            train=stage_train(PREF["train"]),
             start_from=PREF["start_from"],
             dataset=PREF_DATASET,
             template=config["template"],
@@ -105,7 +109,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(train_config(wc.experiment), PREF["train"]),
+            train=stage_train(PREF["train"]),
             start_from=PREF["start_from"],
             template=config["template"],
         script:
@@ -138,9 +142,7 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(
-                train_config(wc.experiment), PREF["reward_model"]["train"]
-            ),
+            train=stage_train(PREF["reward_model"]["train"]),
             start_from="merged",
             dataset=PREF_DATASET,
             template=config["template"],
@@ -172,9 +174,7 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(
-                train_config(wc.experiment), PREF["reward_model"]["train"]
-            ),
+            train=stage_train(PREF["reward_model"]["train"]),
             dataset=PREF_DATASET,
             template=config["template"],
         script:
@@ -216,10 +216,8 @@ if "ppo" in PREF_METHODS:
         resources:
             **gpu_resources(),
         params:
-            lora=lambda wc: ppo_lora_settings(
-                layered_train(train_config(wc.experiment), PREF["train"])
-            ),
-            ppo=PPO_CFG.get("train") or {},
+            lora=lambda wc: ppo_lora_settings(stage_train(PREF["train"])(wc)),
+            ppo=PPO_CFG["train"],
             max_prompts=PPO_CFG.get("max_prompts"),
         script:
             "../workflow_scripts/pref_ppo.py"

@@ -92,7 +92,7 @@ def stage_args(
     )
     if on_adapter:
         args.update(adapter_name_or_path=sft_adapter, ref_model=base_model, ref_model_adapters=sft_adapter)
-    if with_val and args.get("eval_strategy", "no") != "no":
+    if with_val and lf.train_value(args, "eval_strategy") != "no":
         args["eval_dataset"] = f"{dataset}_kto_val" if stage == "kto" else f"{dataset}_val"
     else:
         args.pop("eval_strategy", None)
