@@ -54,12 +54,15 @@ def add_code_inputs():
 
 
 # ---- experiments ---------------------------------------------------------------------------------------
-def train_config(experiment):
-    """LLaMA-Factory training keys for one experiment: the defaults under `train`, then its overrides.
+def train_config(experiment, *blocks):
+    """LLaMA-Factory training keys for one experiment: the defaults under `train`, then its overrides,
+    then each block over them (a preference stage's keys).
 
     A key set to null is dropped, so a config layered over another can remove a default.
     """
     merged = {**config["train"], **EXPERIMENT_OVERRIDES[experiment]}
+    for block in blocks:
+        merged.update(block)
     return {key: value for key, value in merged.items() if value is not None}
 
 

@@ -1,7 +1,7 @@
 # Preference tuning branch (docs/preference.md): preference pairs -> DPO/KTO adapters, a reward model and
 # PPO on top of each experiment's SFT model -> a side-by-side evaluation; `serve` serves the aligned model.
 # Included when preference.methods names a method (rules/common.smk: BRANCHES); the default config has none.
-from conch.preference.stages import layered_train, ppo_lora_settings
+from conch.preference.stages import ppo_lora_settings
 
 PREF = config["preference"]
 PREF_METHODS = PREF["methods"]
@@ -15,11 +15,6 @@ RM_DIR = (
     if RM_TRAINED
     else PPO_CFG.get("reward_model")
 )
-
-
-def stage_train(block):
-    """params.train of a preference stage: the experiment's training keys with `block` (config) over them."""
-    return lambda wc: layered_train(train_config(wc.experiment), block)
 
 
 wildcard_constraints:
@@ -84,7 +79,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=stage_train(PREF["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF["train"]),
             start_from=PREF["start_from"],
             dataset=PREF_DATASET,
             template=config["template"],
@@ -109,7 +104,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=stage_train(PREF["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF["train"]),
             start_from=PREF["start_from"],
             template=config["template"],
         script:
@@ -142,7 +137,7 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=stage_train(PREF["reward_model"]["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF["reward_model"]["train"]),
             start_from="merged",
             dataset=PREF_DATASET,
             template=config["template"],
@@ -174,7 +169,7 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=stage_train(PREF["reward_model"]["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF["reward_model"]["train"]),
             dataset=PREF_DATASET,
             template=config["template"],
         script:
@@ -216,7 +211,9 @@ if "ppo" in PREF_METHODS:
         resources:
             **gpu_resources(),
         params:
-            lora=lambda wc: ppo_lora_settings(stage_train(PREF["train"])(wc)),
+            lora=lambda wc: ppo_lora_settings(
+                train_config(wc.experiment, PREF["train"])
+            ),
             ppo=PPO_CFG["train"],
             max_prompts=PPO_CFG.get("max_prompts"),
         script:

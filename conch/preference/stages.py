@@ -54,12 +54,6 @@ PPO_DEFAULTS = {
 PPO_LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "cutoff_len")
 
 
-def layered_train(train: dict, block: dict | None) -> dict:
-    """An experiment's training keys with a preference block's over them; a key set to null is dropped."""
-    merged = {**train, **(block or {})}
-    return {key: value for key, value in merged.items() if value is not None}
-
-
 def ppo_lora_settings(train: dict) -> dict:
     return {key: train[key] for key in PPO_LORA_KEYS if key in train}
 
