@@ -27,13 +27,28 @@ include: "rules/data.smk"
 include: "rules/base_model.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
+
+
+# Optional branches: their rules exist only when rules/common.smk's BRANCHES says they are on.
+if BRANCHES["rag"]:
+
+    include: "rules/rag.smk"
+
+
+if BRANCHES["preference"]:
+
+    include: "rules/preference.smk"
+
+
 include: "rules/serve.smk"
 include: "rules/experiments.smk"
-include: "rules/rag.smk"
-include: "rules/preference.smk"
 
 
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        get_final_output(),
+
+
+# Last, once every rule is defined: each rule's code inputs, computed from its script's imports.
+add_code_inputs()

@@ -31,7 +31,7 @@ def nproc_per_node(compute: Mapping) -> int:
 
 
 def uses_torchrun(compute: Mapping) -> bool:
-    mode = compute.get("torchrun", "auto")
+    mode = compute.get("torchrun")  # `auto` (the schema's default) decides by the ranks and nodes below
     if mode in (True, "true"):
         return True
     if mode in (False, "false"):

@@ -37,51 +37,85 @@ RESERVED_TRAIN_KEYS = frozenset(
 )
 
 
-def _package_dir(name: str) -> Path | None:
+def package_dir(name: str) -> Path | None:
+    """Where an installed package's source is, without importing it; None when it is not installed."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-# Config is checked at DAG-parse time, on every snakemake call: read LLaMA-Factory's source instead of
-# importing it (which would pull in torch and transformers, seconds each time). None when it is not
-# installed where snakemake runs (e.g. it lives only in the conda env of the training rules).
+# Config is checked at DAG-parse time, on every snakemake call, and light scripts (train_adapter) start every
+# training job: LLaMA-Factory's source is read, not imported (which would pull in torch and transformers,
+# seconds each time). None when it is not installed where snakemake runs (e.g. only in the training env).
 
 
 @functools.cache
 def known_templates() -> frozenset[str] | None:
     """Template names registered in the installed LLaMA-Factory."""
-    root = _package_dir("llamafactory")
+    root = package_dir("llamafactory")
     if root is None:
         return None
     source = (root / "data" / "template.py").read_text(encoding="utf-8")
     return frozenset(re.findall(r'register_template\(\s*name="([^"]+)"', source))
 
 
-def _dataclass_fields(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    return {
-        node.target.id
-        for cls in ast.walk(tree)
-        if isinstance(cls, ast.ClassDef)
-        for node in cls.body
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-    }
+NO_DEFAULT = object()  # a field that must be given, or whose default is computed (a factory, a call)
+
+
+def dataclass_fields(path: Path) -> dict[str, object]:
+    """Field -> default of every annotated class attribute in a source file: `x: int = 5`,
+    `x: int = field(default=5, ...)`; NO_DEFAULT where the default is not a literal."""
+    found = {}
+    for cls in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for node in cls.body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                found.setdefault(node.target.id, _literal_default(node.value))
+    return found
+
+
+def _literal_default(value: ast.expr | None) -> object:
+    if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "field":
+        value = next((k.value for k in value.keywords if k.arg == "default"), None)
+    try:
+        return NO_DEFAULT if value is None else ast.literal_eval(value)
+    except ValueError:
+        return NO_DEFAULT
 
 
 @functools.cache
-def known_train_keys() -> frozenset[str] | None:
-    """Every argument `llamafactory-cli train` accepts: its own hparams plus transformers' TrainingArguments."""
-    lf_root, hf_root = _package_dir("llamafactory"), _package_dir("transformers")
+def _train_fields() -> dict[str, object] | None:
+    """Every argument `llamafactory-cli train` accepts, with its default: LLaMA-Factory's own hparams first
+    (they override), then transformers' TrainingArguments."""
+    lf_root, hf_root = package_dir("llamafactory"), package_dir("transformers")
     if lf_root is None or hf_root is None:
         return None
     files = [
-        *(lf_root / "hparams").glob("*.py"),
+        *sorted((lf_root / "hparams").glob("*.py")),
         hf_root / "training_args.py",
         hf_root / "training_args_seq2seq.py",
     ]
-    return frozenset().union(*(_dataclass_fields(f) for f in files if f.exists()))
+    found: dict[str, object] = {}
+    for fields in (dataclass_fields(f) for f in files if f.exists()):
+        found.update({k: v for k, v in fields.items() if k not in found})
+    return found
+
+
+def known_train_keys() -> frozenset[str] | None:
+    fields = _train_fields()
+    return None if fields is None else frozenset(fields)
+
+
+def train_value(train: dict, key: str):
+    """The value LLaMA-Factory trains with for `key`: the one in `train`, else its own default."""
+    if key in train:
+        return train[key]
+    default = (_train_fields() or {}).get(key, NO_DEFAULT)
+    if default is NO_DEFAULT:
+        raise LookupError(f"the installed LLaMA-Factory has no literal default for {key!r}")
+    return default
 
 
 def train_args(
@@ -116,12 +150,12 @@ def export_args(*, base_model: str, adapter: str, template: str, export_dir: str
         "model_name_or_path": base_model,
         "adapter_name_or_path": adapter,
         "template": template,
-        "finetuning_type": train.get("finetuning_type", "lora"),
+        "finetuning_type": train_value(train, "finetuning_type"),
         "export_dir": export_dir,
         "export_size": 5,
         "export_device": "cpu",
         "export_legacy_format": False,
-        "trust_remote_code": train.get("trust_remote_code", False),
+        "trust_remote_code": train_value(train, "trust_remote_code"),
     }
     # The tokenizer must render prompts exactly as in training, system prompt included.
     if "default_system" in train:

@@ -51,15 +51,19 @@ def stop_token_ids(tokenizer, model) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def batches(tokenizer, texts: list[str], batch_size: int, device):
+    """Rendered texts tokenised `batch_size` at a time, padded on the tokenizer's padding side."""
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        yield tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """Greedy answers for rendered prompts, batched with left padding."""
     tokenizer.padding_side = "left"
     answers = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(
-            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(model.device)
+    for batch in batches(tokenizer, prompts, batch_size, model.device):
         out = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,

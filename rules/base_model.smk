@@ -15,7 +15,6 @@ if config["base_model"]["source"] == "scratch":
     rule build_scratch_model:
         input:
             train=rules.prepare_dataset.output.train,
-            code=conch_code("scratch", "lf"),
         output:
             model=directory("results/base_model/scratch"),
             manifest=BASE_MANIFEST,
@@ -39,8 +38,6 @@ if config["base_model"]["source"] == "scratch":
 elif config["base_model"]["source"] == "hf":
 
     rule fetch_hf_model:
-        input:
-            code=conch_code("hub"),
         output:
             manifest=BASE_MANIFEST,
         log:
@@ -63,8 +60,7 @@ else:
 
     rule use_local_model:
         input:
-            config=os.path.join(config["base_model"].get("path", ""), "config.json"),
-            code=conch_code("hub"),
+            config=os.path.join(config["base_model"]["path"], "config.json"),
         output:
             manifest=BASE_MANIFEST,
         log:
@@ -74,6 +70,6 @@ else:
             "../envs/train.yaml"
         threads: 1
         params:
-            path=config["base_model"].get("path"),
+            path=config["base_model"]["path"],
         script:
             "../workflow_scripts/use_local_model.py"

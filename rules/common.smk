@@ -1,4 +1,3 @@
-import glob
 import json
 import os
 import re
@@ -9,6 +8,7 @@ from snakemake.utils import validate
 from conch.config import check as check_config
 from conch.errors import ConfigError
 from conch.experiments import all_experiments
+from conch.imports import reach
 
 # ---- config: refuse a bad config before any job runs -------------------------------------------------
 SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
@@ -25,31 +25,44 @@ EXPERIMENT_OVERRIDES = all_experiments(config)  # named experiments, then the gr
 EXPERIMENTS = list(EXPERIMENT_OVERRIDES)
 GPUS = config["compute"]["gpus"]
 
+# ---- optional branches: whether each is on is decided here, and only here ----------------------------
+# The Snakefile includes a branch's rules only when it is on, and get_final_output() (below) adds its
+# results to `all`. A new branch: a flag here, an `if BRANCHES[...]: include:` in the Snakefile, a section
+# in get_final_output().
+BRANCHES = {
+    "rag": config["rag"]["enabled"],
+    "preference": bool(config["preference"]["methods"]),
+}
+
 
 wildcard_constraints:
     experiment="|".join(map(re.escape, EXPERIMENTS)),
 
 
-# ---- code the scripts import: listed as inputs so that editing a module reruns the rules using it ----
-def conch_code(*modules):
-    root = os.path.join(workflow.basedir, "conch")
-    files = [os.path.join(root, "__init__.py"), os.path.join(root, "errors.py")]
-    for module in modules:
-        package = os.path.join(root, module)
-        if os.path.isdir(package):
-            files += sorted(glob.glob(os.path.join(package, "*.py")))
-        else:
-            files.append(f"{package}.py")
-    return files
+# ---- code inputs: editing a conch module reruns exactly the rules whose scripts reach it ----------------
+def add_code_inputs():
+    """Give every rule that runs a script the conch files the script reaches (conch/imports.py) as its
+    input `code`, found from the imports themselves. Called once at the end of the Snakefile, when every
+    rule is defined, so a new rule needs nothing written for it."""
+    for each in workflow.rules:
+        if each.script:
+            script = each.basedir.join(each.script).get_path_or_uri(secret_free=True)
+            # An `input:` directive sets the modifier; a rule without one (fetch_hf_model) needs it here.
+            if each.input_modifier is None:
+                each.input_modifier = workflow.modifier.path_modifier
+            each.set_input(code=[str(f) for f in reach(script, workflow.basedir).files])
 
 
 # ---- experiments ---------------------------------------------------------------------------------------
-def train_config(experiment):
-    """LLaMA-Factory training keys for one experiment: the defaults under `train`, then its overrides.
+def train_config(experiment, *blocks):
+    """LLaMA-Factory training keys for one experiment: the defaults under `train`, then its overrides,
+    then each block over them (a preference stage's keys).
 
     A key set to null is dropped, so a config layered over another can remove a default.
     """
     merged = {**config["train"], **EXPERIMENT_OVERRIDES[experiment]}
+    for block in blocks:
+        merged.update(block)
     return {key: value for key, value in merged.items() if value is not None}
 
 
@@ -62,15 +75,6 @@ def selected_experiment(wildcards=None):
     best = checkpoints.compare_experiments.get().output.best
     with open(best, encoding="utf-8") as fh:
         return json.load(fh)["best"]
-
-
-def experiment_outputs():
-    """rules/experiments.smk: a run manifest per experiment, the comparison, the served experiment."""
-    return [
-        *expand(rules.run_manifest.output[0], experiment=EXPERIMENTS),
-        rules.compare_experiments.output.table,
-        rules.select_served.output[0],
-    ]
 
 
 # ---- resources: portable tags only; site settings live in profiles (docs/cluster.md) -------------------
@@ -117,12 +121,21 @@ def served_model(experiment):
     return f"results/{method}/{experiment}/model"
 
 
-def final_outputs():
-    # experiment_outputs: rules/experiments.smk; rag_outputs: rules/rag.smk;
-    # PREFERENCE_OUTPUTS: rules/preference.smk
-    return (
-        expand("results/eval/{experiment}/report.html", experiment=EXPERIMENTS)
-        + experiment_outputs()
-        + rag_outputs()
-        + PREFERENCE_OUTPUTS
-    )
+def get_final_output():
+    """Everything `all` builds: for each experiment its eval report and run manifest, the comparison of
+    them and the served one; then the results of each branch that is on."""
+    final = [
+        *expand(rules.evaluate.output.report, experiment=EXPERIMENTS),
+        *expand(rules.run_manifest.output[0], experiment=EXPERIMENTS),
+        rules.compare_experiments.output.table,
+        rules.select_served.output[0],
+    ]
+    if BRANCHES["rag"]:
+        final += [
+            rules.rag_ingest.output.stats,
+            rules.rag_index.output.index,
+            *expand(rules.rag_eval.output.metrics, experiment=EXPERIMENTS),
+        ]
+    if BRANCHES["preference"]:
+        final += expand(rules.evaluate_preference.output.report, experiment=EXPERIMENTS)
+    return final

@@ -1,7 +1,6 @@
 rule prepare_dataset:
     input:
         raw=config["data"]["raw"],
-        code=conch_code("data"),
     output:
         train=f"results/data/{DATASET}/train.jsonl",
         val=f"results/data/{DATASET}/val.jsonl",
@@ -31,7 +30,6 @@ rule prepare_dataset:
 rule register_dataset:
     input:
         splits=rules.prepare_dataset.output[:3],
-        code=conch_code("registry"),
     output:
         f"results/data/{DATASET}/dataset_info.json",
     log:

@@ -4,7 +4,6 @@ rule evaluate:
         base=BASE_MANIFEST,
         merged=rules.merge_adapter.output.model,
         loss_plot=rules.train_adapter.output.loss_plot,
-        code=conch_code("hub", "modeling", "metrics", "report", "gpus"),
     output:
         metrics="results/eval/{experiment}/metrics.json",
         samples=report(

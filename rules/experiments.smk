@@ -16,7 +16,6 @@ checkpoint compare_experiments:
         trainer_logs=expand(
             rules.train_adapter.output.trainer_log, experiment=EXPERIMENTS
         ),
-        code=conch_code("experiments"),
     output:
         table=report(
             "results/compare/experiments.csv",
@@ -90,7 +89,6 @@ rule run_manifest:
         base=BASE_MANIFEST,
         dataset_info=rules.register_dataset.output[0],
         splits=rules.prepare_dataset.output[:3],
-        code=conch_code("experiments"),
     output:
         report(
             "results/manifests/{experiment}.json",

@@ -1,7 +1,7 @@
 # Preference tuning branch (docs/preference.md): preference pairs -> DPO/KTO adapters, a reward model and
 # PPO on top of each experiment's SFT model -> a side-by-side evaluation; `serve` serves the aligned model.
-# Only defined when preference.methods names a method; the default config leaves the branch off.
-from conch.preference.stages import layered_train, ppo_lora_settings
+# Included when preference.methods names a method (rules/common.smk: BRANCHES); the default config has none.
+from conch.preference.stages import ppo_lora_settings
 
 PREF = config["preference"]
 PREF_METHODS = PREF["methods"]
@@ -10,57 +10,45 @@ PREF_DIR = f"results/data/{PREF_DATASET}"
 PPO_CFG = PREF["ppo"]
 # PPO's reward model: the one `stage: rm` trains here, or a directory named in config.
 RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
-
-
-# Only the modules a rule's script imports: editing the evaluation must not rerun the training.
-pref_modules = lambda *names: [f"preference/{name}" for name in ("__init__", *names)]
 RM_DIR = (
     "results/reward_model/{experiment}/model"
     if RM_TRAINED
     else PPO_CFG.get("reward_model")
 )
-# rules/common.smk's final_outputs: the side-by-side report of each experiment.
-PREFERENCE_OUTPUTS = (
-    expand("results/eval_preference/{experiment}/report.html", experiment=EXPERIMENTS)
-    if PREF_METHODS
-    else []
-)
 
 
-if PREF_METHODS:
+wildcard_constraints:
+    method="dpo|kto",
 
-    wildcard_constraints:
-        method="dpo|kto",
 
-    rule prepare_preference:
-        input:
-            raw=PREF["data"].get("raw", []),
-            code=conch_code("data", "registry", *pref_modules("records", "prepare")),
-        output:
-            train=f"{PREF_DIR}/train.jsonl",
-            val=f"{PREF_DIR}/val.jsonl",
-            test=f"{PREF_DIR}/test.jsonl",
-            kto_train=f"{PREF_DIR}/kto_train.jsonl",
-            kto_val=f"{PREF_DIR}/kto_val.jsonl",
-            kto_test=f"{PREF_DIR}/kto_test.jsonl",
-            rejects=f"{PREF_DIR}/rejects.jsonl",
-            stats=f"{PREF_DIR}/stats.json",
-            dataset_info=f"{PREF_DIR}/dataset_info.json",
-        log:
-            f"logs/prepare_preference/{PREF_DATASET}.log",
-        benchmark:
-            f"benchmarks/prepare_preference/{PREF_DATASET}.tsv"
-        conda:
-            "../envs/data.yaml"
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=10,
-        params:
-            **{k: v for k, v in PREF["data"].items() if k != "raw"},
-            dataset=PREF_DATASET,
-        script:
-            "../workflow_scripts/pref_prepare.py"
+rule prepare_preference:
+    input:
+        raw=PREF["data"]["raw"],
+    output:
+        train=f"{PREF_DIR}/train.jsonl",
+        val=f"{PREF_DIR}/val.jsonl",
+        test=f"{PREF_DIR}/test.jsonl",
+        kto_train=f"{PREF_DIR}/kto_train.jsonl",
+        kto_val=f"{PREF_DIR}/kto_val.jsonl",
+        kto_test=f"{PREF_DIR}/kto_test.jsonl",
+        rejects=f"{PREF_DIR}/rejects.jsonl",
+        stats=f"{PREF_DIR}/stats.json",
+        dataset_info=f"{PREF_DIR}/dataset_info.json",
+    log:
+        f"logs/prepare_preference/{PREF_DATASET}.log",
+    benchmark:
+        f"benchmarks/prepare_preference/{PREF_DATASET}.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **{k: v for k, v in PREF["data"].items() if k != "raw"},
+        dataset=PREF_DATASET,
+    script:
+        "../workflow_scripts/pref_prepare.py"
 
 
 if set(PREF_METHODS) & {"dpo", "kto"}:
@@ -76,7 +64,6 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
             adapter="results/{method}/{experiment}/adapter/adapter_model.safetensors",
             train_yaml="results/{method}/{experiment}/adapter/train_config.yaml",
@@ -92,7 +79,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(train_config(wc.experiment), PREF["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF["train"]),
             start_from=PREF["start_from"],
             dataset=PREF_DATASET,
             template=config["template"],
@@ -104,7 +91,6 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
             adapter=rules.train_preference.output.adapter,
             sft_model=rules.merge_adapter.output.model,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "hub", *pref_modules("stages")),
         output:
             model=directory("results/{method}/{experiment}/model"),
             export_yaml="results/{method}/{experiment}/export_config.yaml",
@@ -118,7 +104,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(train_config(wc.experiment), PREF["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF["train"]),
             start_from=PREF["start_from"],
             template=config["template"],
         script:
@@ -135,7 +121,6 @@ if RM_TRAINED:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
             adapter="results/reward_model/{experiment}/adapter/adapter_model.safetensors",
             value_head="results/reward_model/{experiment}/adapter/value_head.safetensors",
@@ -152,9 +137,7 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(
-                train_config(wc.experiment), PREF["reward_model"]["train"]
-            ),
+            train=lambda wc: train_config(wc.experiment, PREF["reward_model"]["train"]),
             start_from="merged",
             dataset=PREF_DATASET,
             template=config["template"],
@@ -172,11 +155,6 @@ if RM_TRAINED:
             dataset_info=rules.prepare_preference.output.dataset_info,
             test=rules.prepare_preference.output.test,
             train=rules.prepare_preference.output.train,
-            code=conch_code(
-                "lf",
-                "modeling",
-                *pref_modules("stages", "reward", "scoring", "records"),
-            ),
         output:
             model=directory("results/reward_model/{experiment}/model"),
             predict_yaml="results/reward_model/{experiment}/predict_config.yaml",
@@ -191,9 +169,7 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: layered_train(
-                train_config(wc.experiment), PREF["reward_model"]["train"]
-            ),
+            train=lambda wc: train_config(wc.experiment, PREF["reward_model"]["train"]),
             dataset=PREF_DATASET,
             template=config["template"],
         script:
@@ -219,13 +195,6 @@ if "ppo" in PREF_METHODS:
                 if PPO_CFG.get("prompts") == "preference"
                 else rules.prepare_dataset.output.val
             ),
-            code=conch_code(
-                "modeling",
-                "gpus",
-                *pref_modules(
-                    "ppo", "reward", "scoring", "stages", "prepare", "records"
-                ),
-            ),
         output:
             model=directory("results/ppo/{experiment}/model"),
             adapter=directory("results/ppo/{experiment}/adapter"),
@@ -243,48 +212,40 @@ if "ppo" in PREF_METHODS:
             **gpu_resources(),
         params:
             lora=lambda wc: ppo_lora_settings(
-                layered_train(train_config(wc.experiment), PREF["train"])
+                train_config(wc.experiment, PREF["train"])
             ),
-            ppo=PPO_CFG.get("train") or {},
+            ppo=PPO_CFG["train"],
             max_prompts=PPO_CFG.get("max_prompts"),
         script:
             "../workflow_scripts/pref_ppo.py"
 
 
-if PREF_METHODS:
-
-    rule evaluate_preference:
-        input:
-            pairs=rules.prepare_preference.output.test,
-            sft_test=rules.prepare_dataset.output.test,
-            sft_model=rules.merge_adapter.output.model,
-            aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
-            reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
-            code=conch_code(
-                "modeling",
-                "metrics",
-                "gpus",
-                *pref_modules("evaluate", "report", "reward", "scoring", "records"),
-            ),
-        output:
-            metrics="results/eval_preference/{experiment}/metrics.json",
-            samples="results/eval_preference/{experiment}/samples.tsv",
-            chart="results/eval_preference/{experiment}/preference.png",
-            report="results/eval_preference/{experiment}/report.html",
-        log:
-            "logs/evaluate_preference/{experiment}.log",
-        benchmark:
-            "benchmarks/evaluate_preference/{experiment}.tsv"
-        conda:
-            "../envs/eval.yaml"
-        threads: config["compute"]["threads"]
-        resources:
-            **gpu_resources(),
-        params:
-            methods=PREF_METHODS,
-            max_samples=PREF["eval"].get("max_samples"),
-            max_new_tokens=PREF["eval"]["max_new_tokens"],
-            batch_size=config["eval"]["batch_size"],
-            persona_names=config["eval"]["persona_names"],
-        script:
-            "../workflow_scripts/pref_evaluate.py"
+rule evaluate_preference:
+    input:
+        pairs=rules.prepare_preference.output.test,
+        sft_test=rules.prepare_dataset.output.test,
+        sft_model=rules.merge_adapter.output.model,
+        aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
+        reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
+    output:
+        metrics="results/eval_preference/{experiment}/metrics.json",
+        samples="results/eval_preference/{experiment}/samples.tsv",
+        chart="results/eval_preference/{experiment}/preference.png",
+        report="results/eval_preference/{experiment}/report.html",
+    log:
+        "logs/evaluate_preference/{experiment}.log",
+    benchmark:
+        "benchmarks/evaluate_preference/{experiment}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(),
+    params:
+        methods=PREF_METHODS,
+        max_samples=PREF["eval"].get("max_samples"),
+        max_new_tokens=PREF["eval"]["max_new_tokens"],
+        batch_size=config["eval"]["batch_size"],
+        persona_names=config["eval"]["persona_names"],
+    script:
+        "../workflow_scripts/pref_evaluate.py"

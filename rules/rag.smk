@@ -7,26 +7,11 @@ RAG = config["rag"]
 RAG_CACHE = "results/rag/cache/embeddings.sqlite"
 RAG_DOCS = rag_paths.resolve(RAG["docs"], workflow.basedir)
 RAG_QUESTIONS = rag_paths.resolve(RAG["questions"], workflow.basedir)
-RAG_OUTPUTS = (
-    [
-        "results/rag/ingest_stats.json",
-        "results/rag/index",
-        *expand(
-            "results/rag/eval/{experiment}/retrieval_metrics.json",
-            experiment=EXPERIMENTS,
-        ),
-    ]
-    if RAG["enabled"]
-    else []
-)
-# What `all` builds of this branch (called by final_outputs in rules/common.smk).
-rag_outputs = lambda: RAG_OUTPUTS
 
 
 rule rag_ingest:
     input:
         docs=rag_paths.document_files(RAG_DOCS),
-        code=conch_code("rag/ingest", "rag/parsers"),
     output:
         docs="results/rag/docs.jsonl",
         stats="results/rag/ingest_stats.json",
@@ -50,7 +35,6 @@ rule rag_chunk:
     input:
         docs=rules.rag_ingest.output.docs,
         base=BASE_MANIFEST,
-        code=conch_code("hub", "rag/chunk"),
     output:
         chunks="results/rag/chunks.jsonl",
     log:
@@ -74,7 +58,6 @@ rule rag_index:
     input:
         chunks=rules.rag_chunk.output.chunks,
         base=BASE_MANIFEST,
-        code=conch_code("hub", "rag/chunk", "rag/embed", "rag/index", "rag/keyword"),
     output:
         index=directory("results/rag/index"),
     log:
@@ -113,7 +96,6 @@ rule rag_eval:
         index=rules.rag_index.output.index,
         questions=RAG_QUESTIONS,
         merged=rules.merge_adapter.output.model,
-        code=conch_code("rag", "modeling"),
     output:
         metrics="results/rag/eval/{experiment}/retrieval_metrics.json",
         results="results/rag/eval/{experiment}/questions.jsonl",

@@ -1,15 +1,9 @@
 rule serve:
     input:
-        # The knowledge base is served too when the RAG branch is on (rules/rag.smk builds it).
-        **({"rag_index": "results/rag/index"} if config["rag"]["enabled"] else {}),
+        # The knowledge base is served too when the RAG branch is on.
+        **({"rag_index": rules.rag_index.output.index} if BRANCHES["rag"] else {}),
         model=lambda wc: served_model(wc.experiment),
         check=rules.merge_adapter.output.check,
-        code=conch_code(
-            "server",
-            "modeling",
-            "gpus",
-            *(["rag"] if config["rag"]["enabled"] else []),
-        ),
     output:
         manifest="results/serve/{experiment}/manifest.json",
         smoke="results/serve/{experiment}/smoke_test.json",

@@ -3,7 +3,6 @@ rule measure_token_lengths:
         train=rules.prepare_dataset.output.train,
         val=rules.prepare_dataset.output.val,
         base=BASE_MANIFEST,
-        code=conch_code("hub"),
     output:
         f"results/data/{DATASET}/token_lengths.json",
     log:
@@ -29,7 +28,6 @@ rule train_adapter:
         val=rules.prepare_dataset.output.val,
         base=BASE_MANIFEST,
         token_lengths=rules.measure_token_lengths.output[0],
-        code=conch_code("lf", "hub", "gpus", "launch"),
     output:
         adapter="results/adapters/{experiment}/adapter_model.safetensors",
         adapter_config="results/adapters/{experiment}/adapter_config.json",
@@ -63,7 +61,6 @@ rule merge_adapter:
     input:
         adapter=rules.train_adapter.output.adapter,
         base=BASE_MANIFEST,
-        code=conch_code("lf", "hub", "modeling"),
     output:
         model=directory("results/merged/{experiment}/model"),
         export_yaml="results/merged/{experiment}/export_config.yaml",

@@ -43,15 +43,20 @@ def make_workdir(path: Path, cfg: dict) -> Path:
 
 
 def snakemake(
-    workdir: Path, *args: str, env: dict | None = None, check: bool = True, timeout: int = 1200
+    workdir: Path,
+    *args: str,
+    env: dict | None = None,
+    check: bool = True,
+    timeout: int = 1200,
+    repo: Path = REPO,
 ) -> subprocess.CompletedProcess:
-    """Run the real workflow (this repo's Snakefile) in `workdir` with the current interpreter's snakemake."""
+    """Run the real workflow (this repo's Snakefile, or a copy's) in `workdir` with this interpreter's snakemake."""
     cmd = [
         sys.executable,
         "-m",
         "snakemake",
         "-s",
-        str(REPO / "Snakefile"),
+        str(repo / "Snakefile"),
         "-d",
         str(workdir),
         "--cores",

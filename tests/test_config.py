@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import yaml
-from conftest import REPO, default_config, make_workdir, snakemake
+from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
 from conch.config import problems
 
@@ -110,3 +111,17 @@ def test_every_kind_of_bad_value_is_refused_before_any_job(tmp_path):
     ):
         assert expected in out, expected
     assert not any((tmp_path / d).exists() for d in ("results", "logs", "benchmarks"))
+
+
+EXAMPLES = sorted(
+    p.name for p in (REPO / "config").glob("*.yaml") if p.name not in ("config.yaml", "schema.yaml")
+)
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_example_config_plans(tmp_path, example):
+    """Each shipped example, layered over the default as its header says, gives a DAG that ends in `all`."""
+    workdir = make_workdir(tmp_path, default_config())
+    shutil.copytree(REPO / "data" / "raw", workdir / "data" / "raw", dirs_exist_ok=True)
+    jobs = planned_jobs(workdir, "--configfile", str(REPO / "config" / example))
+    assert jobs.get("all") == 1 and jobs.get("serve") == 1, jobs

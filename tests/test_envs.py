@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
 from importlib.metadata import packages_distributions
@@ -11,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+
+from conch.imports import reach
 
 
 def canon(name: str) -> str:
@@ -56,36 +57,12 @@ def rule_scripts() -> list[tuple[str, Path, Path]]:
     return found
 
 
-def imported_modules(path: Path, seen: set[Path]) -> set[str]:
-    """Top-level third-party modules a script imports, following imports of the conch package."""
-    if path in seen or not path.exists():
-        return set()
-    seen.add(path)
-    modules = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from conch import lf` names a submodule; `from conch.x import y` may too.
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] == "conch":
-                target = REPO.joinpath(*name.split("."))
-                for candidate in (target.with_suffix(".py"), target / "__init__.py"):
-                    modules |= imported_modules(candidate, seen)
-            else:
-                modules.add(name.split(".")[0])
-    return modules
-
-
 @pytest.mark.parametrize("rule,env,script", rule_scripts(), ids=lambda v: v if isinstance(v, str) else "")
 def test_env_has_every_module_its_rule_imports(rule, env, script):
     dists = packages_distributions()
     pins = env_pins(env)
     missing = []
-    for module in sorted(imported_modules(script, set())):
+    for module in sorted(reach(script, REPO).packages):
         if module in sys.stdlib_module_names or module in ("snakemake", "__future__"):
             continue
         owners = {canon(d) for d in dists.get(module, [])}

@@ -1,12 +1,12 @@
 """Build the offline default base model: tokenizer trained on the train split, seeded random Qwen2."""
 
 import json
-from pathlib import Path
 
+from conch.files import read_jsonl, write_json
 from conch.scratch import build_scratch_model
 
 arch = dict(snakemake.params.arch)
-records = [json.loads(line) for line in Path(snakemake.input.train).read_text(encoding="utf-8").splitlines()]
+records = read_jsonl(snakemake.input.train)
 summary = build_scratch_model(
     records,
     snakemake.output.model,
@@ -17,6 +17,6 @@ summary = build_scratch_model(
     default_system=snakemake.params.default_system,
 )
 manifest = {"source": "scratch", "path": snakemake.output.model, **summary}
-Path(snakemake.output.manifest).write_text(json.dumps(manifest, indent=2) + "\n")
+write_json(snakemake.output.manifest, manifest)
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     log.write(f"built scratch model from {len(records)} records: {json.dumps(summary)}\n")

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from conch.experiments import comparison_rows, metric_value, select  # noqa: E402
+from conch.files import read_jsonl  # noqa: E402
 
 p = snakemake.params
 metrics, curves, eval_curves = {}, {}, {}
@@ -17,7 +18,7 @@ for name, metrics_path, log_path in zip(
     p.experiments, snakemake.input.metrics, snakemake.input.trainer_logs, strict=True
 ):
     metrics[name] = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
-    entries = [json.loads(line) for line in Path(log_path).read_text(encoding="utf-8").splitlines() if line]
+    entries = read_jsonl(log_path)
     curves[name] = [(e["epoch"], e["loss"]) for e in entries if "loss" in e]
     eval_curves[name] = [(e["epoch"], e["eval_loss"]) for e in entries if "eval_loss" in e]
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from conch import gpus
 from conch import metrics as M
+from conch.files import read_jsonl
 from conch.hub import base_model_path
 from conch.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.report import comparison_chart, html_report
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
-records = [json.loads(line) for line in Path(snakemake.input.test).read_text(encoding="utf-8").splitlines()]
+records = read_jsonl(snakemake.input.test)
 records = records[: p.max_samples] if p.max_samples else records
 if not records:
     raise SystemExit(f"evaluate: {snakemake.input.test} is empty; raise data.test_fraction or add data")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from conch.files import read_jsonl
 from conch.hub import base_model_path
 
 tokenizer = AutoTokenizer.from_pretrained(base_model_path(snakemake.input.base))
@@ -41,8 +42,7 @@ def summary(lengths: list[int]) -> dict:
 
 result = {}
 for split in ("train", "val"):
-    lines = Path(snakemake.input[split]).read_text(encoding="utf-8").splitlines()
-    result[split] = [length(json.loads(line)) for line in lines if line.strip()]
+    result[split] = [length(record) for record in read_jsonl(snakemake.input[split])]
 result["summary"] = {split: summary(result[split]) for split in ("train", "val")}
 Path(snakemake.output[0]).write_text(json.dumps(result) + "\n", encoding="utf-8")
 with open(snakemake.log[0], "w", encoding="utf-8") as log:

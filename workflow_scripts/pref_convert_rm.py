@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from conch import lf
+from conch.files import read_jsonl
 from conch.preference.reward import convert_lf_reward_model, load_reward_model
 from conch.preference.scoring import answer_suffix, encode, pair_rewards, rendered_pairs
 from conch.preference.stages import stage_args
@@ -24,7 +25,7 @@ summary = convert_lf_reward_model(snakemake.input.sft_model, adapter, out_model)
 
 split = "test" if Path(snakemake.input.test).stat().st_size > 0 else "train"
 pairs_file = snakemake.input.test if split == "test" else snakemake.input.train
-records = [json.loads(line) for line in Path(pairs_file).read_text(encoding="utf-8").splitlines()]
+records = read_jsonl(pairs_file)
 predict_dir = out_model.parent / "lf_predict"
 args = stage_args(
     "rm",
@@ -47,10 +48,7 @@ if not torch.cuda.is_available():
     args["bf16"] = args["fp16"] = False
 lf.write_yaml(args, snakemake.output.predict_yaml)
 lf.run("train", snakemake.output.predict_yaml, snakemake.log[0])
-lf_scores = [
-    json.loads(line)
-    for line in (predict_dir / "generated_predictions.jsonl").read_text(encoding="utf-8").splitlines()
-]
+lf_scores = read_jsonl(predict_dir / "generated_predictions.jsonl")
 if len(lf_scores) != len(records):
     sys.exit(f"convert_reward_model: LLaMA-Factory scored {len(lf_scores)} of {len(records)} {split} pairs")
 
@@ -58,7 +56,7 @@ model, tokenizer = load_reward_model(out_model)
 prompts, chosen, rejected = rendered_pairs(tokenizer, records)
 suffix = answer_suffix(tokenizer)
 # LLaMA-Factory truncates pairs longer than cutoff_len; compare only those it saw whole.
-cutoff = args.get("cutoff_len", 2048)
+cutoff = lf.train_value(args, "cutoff_len")
 whole = [
     i
     for i in range(len(records))

@@ -5,26 +5,20 @@ import json
 from pathlib import Path
 
 from conch import gpus
+from conch.files import as_paths, read_jsonl
 from conch.preference.evaluate import evaluate_model, reward_accuracy
 from conch.preference.report import chart, html_report
 from conch.preference.reward import load_reward_model
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
-
-
-def read(path):
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
-
-
-pairs = read(snakemake.input.pairs)[: p.max_samples or None]
-sft_records = read(snakemake.input.sft_test)[: p.max_samples or None]
+pairs = read_jsonl(snakemake.input.pairs)[: p.max_samples or None]
+sft_records = read_jsonl(snakemake.input.sft_test)[: p.max_samples or None]
 if not pairs:
     raise SystemExit(
         f"evaluate_preference: {snakemake.input.pairs} is empty; raise preference.data.test_fraction"
     )
-aligned = snakemake.input.aligned
-aligned = [aligned] if isinstance(aligned, str) else list(aligned)
+aligned = as_paths(snakemake.input.aligned)
 models = {"sft": snakemake.input.sft_model, **dict(zip(p.methods, aligned, strict=True))}
 
 reward = load_reward_model(snakemake.input.reward_model) if snakemake.input.reward_model else None

@@ -11,21 +11,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from conch import gpus, lf  # noqa: E402
+from conch.files import as_paths, read_jsonl, write_jsonl  # noqa: E402
 from conch.preference.ppo import train_ppo  # noqa: E402
 from conch.preference.prepare import prompts  # noqa: E402
 from conch.preference.stages import PPO_DEFAULTS  # noqa: E402
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
-
-
-def read(paths):
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    return [json.loads(line) for f in paths for line in Path(f).read_text(encoding="utf-8").splitlines()]
-
-
-train_prompts = prompts(read(snakemake.input.prompts))[: p.max_prompts or None]
-eval_prompts = prompts(read(snakemake.input.eval_prompts))
+train_prompts = prompts([r for f in as_paths(snakemake.input.prompts) for r in read_jsonl(f)])
+train_prompts = train_prompts[: p.max_prompts or None]
+eval_prompts = prompts(read_jsonl(snakemake.input.eval_prompts))
 if not train_prompts:
     sys.exit(f"train_ppo: no prompts in {snakemake.input.prompts}")
 out = Path(snakemake.output.model).parent
@@ -52,10 +47,11 @@ with open(snakemake.log[0], "a", encoding="utf-8") as log, redirect_stdout(log),
         out_dir=out,
         lora_train=p.lora,
         ppo_args=ppo_args,
-        max_prompt_tokens=p.lora.get("cutoff_len", 1024),
+        # Prompts cut as LLaMA-Factory cuts the SFT and DPO data: at cutoff_len.
+        max_prompt_tokens=lf.train_value(p.lora, "cutoff_len"),
     )
 history = result["log_history"]
-Path(snakemake.output.ppo_log).write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+write_jsonl(snakemake.output.ppo_log, history)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot([h["episode"] for h in history], [h["objective/scores"] for h in history], marker="o", label="reward")
 ax.plot(

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
+from conch.files import write_jsonl
 from conch.modeling import generate, load, render
 from conch.rag.evaluate import load_questions, report_markdown, retrieval_metrics, score_question
-from conch.rag.index import write_jsonl
 from conch.rag.prompt import build_messages, cited_numbers, no_answer
 from conch.rag.retrieve import Retriever
 

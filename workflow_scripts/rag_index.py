@@ -3,10 +3,11 @@
 import json
 from pathlib import Path
 
+from conch.files import read_jsonl
 from conch.hub import base_model_path
 from conch.rag.chunk import load_tokenizer
 from conch.rag.embed import Embedder, EmbeddingCache
-from conch.rag.index import build_index, read_jsonl
+from conch.rag.index import build_index
 
 p = snakemake.params
 out = Path(snakemake.output.index)

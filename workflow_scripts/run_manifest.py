@@ -44,9 +44,9 @@ manifest = {
     "adapter_sha256": sha256_file(inp.adapter),
     "packages": {"python": platform.python_version(), **package_versions()},
     "platform": platform.platform(),
-    # conch/__init__.py is the first code input: its grandparent is the workflow checkout.
+    # This script's folder sits in the workflow checkout.
     "code": {
-        **git_state(Path(inp.code[0]).resolve().parents[1]),
+        **git_state(Path(snakemake.scriptdir).parent),
         "recorded": "when this manifest was written, right after training",
     },
     "repeat": [

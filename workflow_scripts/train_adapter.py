@@ -21,7 +21,7 @@ args = lf.train_args(
     template=snakemake.params.template,
     output_dir=str(out_dir),
 )
-if Path(snakemake.input.val).stat().st_size > 0 and args.get("eval_strategy", "no") != "no":
+if Path(snakemake.input.val).stat().st_size > 0 and lf.train_value(args, "eval_strategy") != "no":
     args["eval_dataset"] = f"{snakemake.params.dataset}_val"
 if not gpus.cuda_usable():
     args["bf16"] = args["fp16"] = False  # CPU kernels: full precision
@@ -34,7 +34,7 @@ open(snakemake.log[0], "w").close()
 
 # LLaMA-Factory truncates records longer than cutoff_len without a word: say so (lengths measured once per
 # dataset by measure_token_lengths, with the base model's tokenizer).
-cutoff_len = args.get("cutoff_len", 2048)  # LLaMA-Factory's default
+cutoff_len = lf.train_value(args, "cutoff_len")
 lengths = json.loads(Path(snakemake.input.token_lengths).read_text(encoding="utf-8"))["train"]
 long = sum(n > cutoff_len for n in lengths) if cutoff_len else 0
 if long:

@@ -24,28 +24,29 @@ REASONS = {
     "duplicate": "same as an earlier record after casefold and whitespace collapse",
 }
 
-# Aliases used by sharegpt ("human", "gpt") and OpenAI ("tool") exports, mapped to the
-# roles LLaMA-Factory's sharegpt converter is registered with in dataset_info.
-ROLE_MAP = {
-    "user": "user",
-    "human": "user",
-    "assistant": "assistant",
-    "gpt": "assistant",
-    "system": "system",
-    "function_call": "function_call",
-    "observation": "observation",
-    "tool": "observation",
+# The roles LLaMA-Factory's sharegpt converter is registered with in dataset_info, and the aliases that
+# sharegpt ("human", "gpt") and OpenAI ("tool") exports use for them.
+ROLE_ALIASES = {
+    "user": ("human",),
+    "assistant": ("gpt",),
+    "system": (),
+    "function_call": (),
+    "observation": ("tool",),
 }
+ROLE_MAP = {name: role for role, aliases in ROLE_ALIASES.items() for name in (role, *aliases)}
 # LLaMA-Factory's sharegpt converter checks exactly this parity, then drops the sample.
 EVEN_ROLES = ("user", "observation")
 ODD_ROLES = ("assistant", "function_call")
 
 
 class RecordReject(Exception):
-    """One record is unusable; processing goes on with the next."""
+    """One record is unusable; processing goes on with the next. `reason` is one of `reasons`."""
+
+    reasons = REASONS
 
     def __init__(self, reason: str, detail: str):
-        assert reason in REASONS, reason
+        if reason not in self.reasons:
+            raise ValueError(f"conch bug: unknown reject reason {reason!r}")
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -205,14 +206,15 @@ def _check_order(messages: list[dict], positions: list[int], key: str) -> None:
         )
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
+    """Text as duplicates are compared: casefolded, whitespace collapsed."""
     return " ".join(text.casefold().split())
 
 
 def dedup_key(record: dict) -> str:
     """Key for duplicates, ids and splits: records differing only in case/whitespace collide."""
-    turns = [[m["role"], _fold(m["content"])] for m in record["messages"]]
-    return json.dumps([_fold(record["system"]), turns], ensure_ascii=False)
+    turns = [[m["role"], fold(m["content"])] for m in record["messages"]]
+    return json.dumps([fold(record["system"]), turns], ensure_ascii=False)
 
 
 def char_count(record: dict) -> int:

@@ -19,7 +19,7 @@ from conch.preference.stages import RESERVED_PPO_KEYS, RESERVED_PREF_KEYS
 @functools.cache
 def known_ppo_keys() -> frozenset[str] | None:
     """Every argument TRL's PPOConfig accepts (its own fields plus transformers' TrainingArguments)."""
-    trl_root, hf_root = lf._package_dir("trl"), lf._package_dir("transformers")
+    trl_root, hf_root = lf.package_dir("trl"), lf.package_dir("transformers")
     if trl_root is None or hf_root is None:
         return None
     # PPOConfig extends OnPolicyConfig (trainer/utils.py), which extends TrainingArguments.
@@ -28,7 +28,7 @@ def known_ppo_keys() -> frozenset[str] | None:
         trl_root / "trainer" / "utils.py",
         hf_root / "training_args.py",
     ]
-    return frozenset().union(*(lf._dataclass_fields(f) for f in files if f.exists()))
+    return frozenset().union(*(lf.dataclass_fields(f) for f in files if f.exists()))
 
 
 def _keys(block: object, where: str, reserved: frozenset, known: frozenset | None, what: str) -> list[str]:

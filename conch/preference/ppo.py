@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from conch import lf
 from conch.modeling import render
 from conch.preference.reward import RewardAtTurnEnd, load_reward_model
 from conch.preference.scoring import answer_suffix
@@ -28,13 +29,15 @@ def lora_config(train: dict):
     """The PPO policy's LoRA adapter, from the same LLaMA-Factory keys the SFT adapter used."""
     from peft import LoraConfig
 
-    target = train.get("lora_target", "all")
+    target = lf.train_value(train, "lora_target")
     targets = "all-linear" if target == "all" else [t.strip() for t in str(target).split(",")]
     extra = train.get("additional_target")
+    rank = lf.train_value(train, "lora_rank")
     return LoraConfig(
-        r=train.get("lora_rank", 8),
-        lora_alpha=train.get("lora_alpha", 2 * train.get("lora_rank", 8)),
-        lora_dropout=train.get("lora_dropout", 0.0),
+        r=rank,
+        # LLaMA-Factory's FinetuningArguments: lora_alpha defaults to twice the rank.
+        lora_alpha=lf.train_value(train, "lora_alpha") or 2 * rank,
+        lora_dropout=lf.train_value(train, "lora_dropout"),
         target_modules=targets,
         modules_to_save=[t.strip() for t in extra.split(",")] if extra else None,
         task_type="CAUSAL_LM",
@@ -66,7 +69,7 @@ def train_ppo(
     out_dir: str | Path,
     lora_train: dict,
     ppo_args: dict,
-    max_prompt_tokens: int = 256,
+    max_prompt_tokens: int,
 ) -> dict:
     """Train the policy's adapter with PPO; save it to out_dir/adapter and the merged model to out_dir/model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

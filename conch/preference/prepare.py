@@ -14,13 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from conch.data.pipeline import Screen, _atomic_write, _check_params, _jsonl
-from conch.data.readers import read_file
-from conch.data.split import SPLITS, assign_split
+from conch.data import Screen, Settings, raw_paths, write_json, write_jsonl
+from conch.data.split import SPLITS
 from conch.errors import DataError
 from conch.preference.records import (
     KNOWN_KEYS,
@@ -33,6 +31,9 @@ from conch.preference.records import (
 )
 from conch.registry import TAGS
 
+# Held-out pairs are what preference accuracy is measured on: config/schema.yaml's
+# preference.data.test_fraction (tests/test_config.py checks they agree).
+TEST_FRACTION = 0.2
 OUTPUT_FILES = {
     **{split: f"{split}.jsonl" for split in SPLITS},
     **{f"kto_{split}": f"kto_{split}.jsonl" for split in SPLITS},
@@ -55,12 +56,11 @@ class PreferenceResult:
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / filename for name, filename in OUTPUT_FILES.items()}
         for split in SPLITS:
-            _atomic_write(paths[split], _jsonl(self.pairs[split]))
-            _atomic_write(paths[f"kto_{split}"], _jsonl(self.kto[split]))
-        _atomic_write(paths["rejects"], _jsonl(self.rejects))
-        _atomic_write(paths["stats"], json.dumps(self.stats, ensure_ascii=False, indent=2) + "\n")
-        info = dataset_info(dataset)
-        _atomic_write(paths["dataset_info"], json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+            write_jsonl(paths[split], self.pairs[split])
+            write_jsonl(paths[f"kto_{split}"], self.kto[split])
+        write_jsonl(paths["rejects"], self.rejects)
+        write_json(paths["stats"], self.stats)
+        write_json(paths["dataset_info"], dataset_info(dataset))
         return paths
 
 
@@ -89,62 +89,32 @@ def dataset_info(dataset: str) -> dict:
     return info
 
 
-def prepare_preference(
-    paths: list[str],
-    *,
-    seed: int = 42,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    max_chars: int = 8000,
-    dedup: bool = True,
-) -> PreferenceResult:
-    """Read every file in order; see docs/preference.md for what is kept, rejected or raised."""
-    paths = _check_params(paths, seed, val_fraction, test_fraction, max_chars, dedup)
+def prepare_preference(paths: list[str], **settings) -> PreferenceResult:
+    """Read every file in order; see docs/preference.md for what is kept, rejected or raised.
+    `settings`: the fields of conch.data.Settings; a larger test split by default (TEST_FRACTION)."""
+    paths, settings = raw_paths(paths), Settings(**{"test_fraction": TEST_FRACTION, **settings})
     pairs: dict[str, list[dict]] = {split: [] for split in SPLITS}
     native_kto: dict[str, list[dict]] = {split: [] for split in SPLITS}
-    rejects: list[dict] = []
-    files: dict[str, dict] = {}
-    screen = Screen(
-        normalise_preference, char_count, dedup_key, PrefReject, max_chars, dedup, "prompt + answers", rejects
-    )
-    for path in paths:
-        read = read_file(path)
-        counts = {"read": 0, "kept": 0, "rejected": 0, "pairs": 0, "kto": 0}
-        for source, record, key in screen.records(path, read.items, counts):
-            counts["pairs" if record["kind"] == "pair" else "kto"] += 1
-            split = assign_split(
-                prompt_key(record), seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
-            )
-            kind = record.pop("kind")
-            row = {"id": hashlib.sha256(key.encode()).hexdigest()[:16], **record, "source": source}
-            (pairs if kind == "pair" else native_kto)[split].append(row)
-        keys = {str(k) for item in read.items if isinstance(item.value, dict) for k in item.value}
-        files[path] = {**counts, "format": read.format, "ignored_columns": sorted(keys - KNOWN_KEYS)}
+    screen = Screen(normalise_preference, char_count, dedup_key, PrefReject, settings, "prompt + answers")
+    screen.known_keys = KNOWN_KEYS
+    for source, record, key, counts in screen.read(paths, "pairs", "kto"):
+        counts["pairs" if record["kind"] == "pair" else "kto"] += 1
+        split = settings.split(prompt_key(record))
+        kind = record.pop("kind")
+        row = {"id": hashlib.sha256(key.encode()).hexdigest()[:16], **record, "source": source}
+        (pairs if kind == "pair" else native_kto)[split].append(row)
     kto = {split: native_kto[split] + unpaired(pairs[split]) for split in SPLITS}
-    stats = _stats(pairs, native_kto, kto, rejects, files)
-    stats["params"] = {
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "max_chars": max_chars,
-        "dedup": dedup,
-    }
+    placed = sum(map(len, pairs.values())) + sum(map(len, native_kto.values()))
+    stats = {**screen.totals(placed), **_split_stats(pairs, native_kto, kto), "files": screen.files}
+    stats["params"] = asdict(settings)
     if not stats["kept"]:
-        examples = "; ".join(
-            f"{r['file']}:{r['line'] if r['line'] is not None else 'row ' + str(r['row'])} {r['reason']} "
-            f"({r['detail']})"
-            for r in rejects[:3]
-        )
-        raise DataError(
-            f"no usable preference records: all {stats['read']} records read were rejected "
-            f"{stats['rejected_by_reason']}; e.g. {examples}. See docs/preference.md for the reasons."
-        )
+        raise screen.nothing_kept("preference records", "See docs/preference.md for the reasons.")
     if not pairs["train"] and not native_kto["train"]:
         raise DataError(
             f"no preference record landed in the train split ({stats['kept']} kept); add records or lower "
             "preference.data.val_fraction/test_fraction."
         )
-    return PreferenceResult(pairs, kto, rejects, stats)
+    return PreferenceResult(pairs, kto, screen.rejects, stats)
 
 
 def unpaired(pairs: list[dict]) -> list[dict]:
@@ -177,12 +147,8 @@ def prompts(records: list[dict]) -> list[list[dict]]:
     return out
 
 
-def _stats(pairs: dict, native_kto: dict, kto: dict, rejects: list[dict], files: dict) -> dict:
-    stats = {
-        "read": sum(f["read"] for f in files.values()),
-        "kept": sum(f["kept"] for f in files.values()),
-        "rejected": len(rejects),
-        "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+def _split_stats(pairs: dict, native_kto: dict, kto: dict) -> dict:
+    return {
         "splits": {split: len(pairs[split]) for split in SPLITS},
         "kto_native": {split: len(native_kto[split]) for split in SPLITS},
         "kto_splits": {
@@ -192,9 +158,4 @@ def _stats(pairs: dict, native_kto: dict, kto: dict, rejects: list[dict], files:
             }
             for split in SPLITS
         },
-        "files": files,
     }
-    kept = sum(stats["splits"].values()) + sum(stats["kto_native"].values())
-    if stats["read"] != stats["kept"] + stats["rejected"] or kept != stats["kept"]:
-        raise RuntimeError("conch bug: read != kept + rejected, or splits do not add up to the kept count")
-    return stats

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from conch.data.records import REASONS, ROLE_MAP, RecordReject, _fold, normalise, type_name
+from conch.data.records import REASONS, ROLE_MAP, RecordReject, fold, normalise, type_name
 
 PREF_REASONS = {
     **REASONS,
@@ -36,15 +36,10 @@ KNOWN_KEYS = frozenset(
 )
 
 
-class PrefReject(Exception):
+class PrefReject(RecordReject):
     """One preference record is unusable; processing goes on with the next."""
 
-    def __init__(self, reason: str, detail: str):
-        if reason not in PREF_REASONS:
-            raise ValueError(f"conch bug: unknown reject reason {reason!r}")
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    reasons = PREF_REASONS
 
 
 def normalise_preference(obj: object) -> dict:
@@ -109,7 +104,7 @@ def _pair(obj: dict) -> dict:
     if key is None:
         raise PrefReject("missing_prompt", "no conversations, messages or instruction before chosen/rejected")
     chosen, rejected = _side(obj, "chosen"), _side(obj, "rejected")
-    if _fold(chosen) == _fold(rejected):
+    if fold(chosen) == fold(rejected):
         raise PrefReject("identical_sides", f"chosen and rejected are both {chosen[:80]!r}")
     prompt = {k: v for k, v in obj.items() if k not in SIDES}
     if key == "instruction":
@@ -162,14 +157,14 @@ def _kto(obj: dict) -> dict:
 def prompt_key(record: dict) -> str:
     """Folded system + prompt turns: what the split hashes, so every answer to a prompt shares its split."""
     turns = record["messages"] if record["kind"] == "pair" else record["messages"][:-1]
-    return json.dumps([_fold(record["system"]), [[m["role"], _fold(m["content"])] for m in turns]])
+    return json.dumps([fold(record["system"]), [[m["role"], fold(m["content"])] for m in turns]])
 
 
 def dedup_key(record: dict) -> str:
     if record["kind"] == "pair":
-        answers = [_fold(record["chosen"]["content"]), _fold(record["rejected"]["content"])]
+        answers = [fold(record["chosen"]["content"]), fold(record["rejected"]["content"])]
     else:
-        answers = [_fold(record["messages"][-1]["content"]), record["kto_tag"]]
+        answers = [fold(record["messages"][-1]["content"]), record["kto_tag"]]
     return json.dumps([record["kind"], prompt_key(record), answers], ensure_ascii=False)
 
 

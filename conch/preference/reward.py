@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from conch.modeling import device
+from conch.modeling import batches, device
 
 HEAD_FILE = "reward_head.json"
 
@@ -80,10 +80,7 @@ def reward_scores(model, tokenizer, texts: list[str], batch_size: int = 16) -> l
     """The reward of each full rendered conversation, read at its last token (right padding)."""
     tokenizer.padding_side = "right"
     scores = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(model.device)
+    for batch in batches(tokenizer, texts, batch_size, model.device):
         hidden = getattr(model, model.base_model_prefix)(**batch).last_hidden_state
         last = batch["attention_mask"].sum(dim=1) - 1
         values = model.score(hidden[torch.arange(len(last)), last]).squeeze(-1)

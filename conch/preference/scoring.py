@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from conch.modeling import render
-from conch.preference.records import context
+from conch.modeling import prompt_messages, render
 
 SENTINEL = "\x00conch-answer\x00"
 
@@ -67,5 +66,9 @@ def pair_rewards(
 
 def rendered_pairs(tokenizer, records: list[dict]) -> tuple[list[str], list[str], list[str]]:
     """(prompts, chosen answers, rejected answers) of pair records, prompts rendered by the chat template."""
-    prompts = [render(tokenizer, context(r)) for r in records]
+    # A pair's prompt is the context of its chosen conversation (system, then the turns before the answer).
+    prompts = [
+        render(tokenizer, prompt_messages({**r, "messages": [*r["messages"], r["chosen"]]})[0])
+        for r in records
+    ]
     return prompts, [r["chosen"]["content"] for r in records], [r["rejected"]["content"] for r in records]

@@ -54,12 +54,6 @@ PPO_DEFAULTS = {
 PPO_LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "cutoff_len")
 
 
-def layered_train(train: dict, block: dict | None) -> dict:
-    """An experiment's training keys with a preference block's over them; a key set to null is dropped."""
-    merged = {**train, **(block or {})}
-    return {key: value for key, value in merged.items() if value is not None}
-
-
 def ppo_lora_settings(train: dict) -> dict:
     return {key: train[key] for key in PPO_LORA_KEYS if key in train}
 
@@ -92,7 +86,7 @@ def stage_args(
     )
     if on_adapter:
         args.update(adapter_name_or_path=sft_adapter, ref_model=base_model, ref_model_adapters=sft_adapter)
-    if with_val and args.get("eval_strategy", "no") != "no":
+    if with_val and lf.train_value(args, "eval_strategy") != "no":
         args["eval_dataset"] = f"{dataset}_kto_val" if stage == "kto" else f"{dataset}_val"
     else:
         args.pop("eval_strategy", None)

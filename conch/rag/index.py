@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from conch.files import read_jsonl, write_jsonl
 from conch.rag.chunk import context_text
 from conch.rag.embed import Embedder, EmbeddingCache, embed_chunks
 from conch.rag.keyword import BM25
@@ -28,17 +29,6 @@ RETRIEVAL_DEFAULTS = {
     "candidates": 50,
     "reranker": None,
 }
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def write_jsonl(path: str | Path, rows) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 # Below this many chunks the exact flat index is fast enough; above it an inverted-file index scans a few
