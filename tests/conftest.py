@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO.parent / "shared" / "datasets" / "llamafactory-demo"
+# LLaMA-Factory's demo datasets, vendored unchanged with their licence (tests/data/llamafactory-demo/README.md).
+DEMO = REPO / "tests" / "data" / "llamafactory-demo"
 TINY_RUN_HF_TOKEN = "hf_conchTinyRunSecret_0123456789abcdef"
 
 
