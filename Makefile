@@ -3,6 +3,10 @@
 #   make test  - same set-up, then the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The interpreter the venv is made from; another one with `make run PYTHON=python3.11`.
+PYTHON ?= python3
+# The oldest Python conch runs on: pyproject.toml's requires-python (">=3.11").
+NEEDS_PYTHON := $(shell sed -n 's/^requires-python *= *">=\([0-9.]*\)".*/\1/p' pyproject.toml)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= all
 # The served experiment: the one the workflow selected, else `default`.
@@ -10,13 +14,28 @@ EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/
 # Its model: what the workflow served (the merged SFT model, or the preference-tuned one when that branch is on).
 MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['model_path'])" 2>/dev/null || echo results/merged/$(EXPERIMENT)/model)
 
-.PHONY: run test test-fast test-faults lint format dag serve clean venv
+.PHONY: run test test-fast test-faults lint format dag serve clean venv check-python
 
 venv: $(VENV)/.installed
 
-# The stamp is rebuilt when the lock changes, so a pull that bumps a pin reinstalls.
-$(VENV)/.installed: requirements.txt
-	test -x $(PY) || python3 -m venv $(VENV)
+# Before anything is installed: an older Python would fail half-way through `pip install`. Checks the venv's
+# interpreter when there is one (it may have been made by an older Python), else PYTHON.
+check-python:
+	@py=$(PYTHON); test -x $(PY) && py=$(PY); \
+	$$py -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, "$(NEEDS_PYTHON)".split("."))))' \
+	2>/dev/null && exit 0; \
+	found=$$($$py -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo "not runnable"); \
+	echo "conch needs Python >= $(NEEDS_PYTHON) (pyproject.toml requires-python); $$py is Python $$found." >&2; \
+	if [ "$$py" = "$(PY)" ]; then \
+	  echo "$(VENV) was made with it: remove it (rm -rf $(VENV)) and run make again with a newer Python." >&2; \
+	else \
+	  echo "Install Python $(NEEDS_PYTHON) or newer and point make at it, e.g. make run PYTHON=python$(NEEDS_PYTHON)" >&2; \
+	fi; exit 1
+
+# The stamp is rebuilt when the lock changes, so a pull that bumps a pin reinstalls. The interpreter check is
+# order-only: it runs every time but never forces a reinstall.
+$(VENV)/.installed: requirements.txt | check-python
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
