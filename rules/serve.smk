@@ -1,7 +1,15 @@
 rule serve:
     input:
-        # The knowledge base is served too when the RAG branch is on (rules/rag.smk builds it).
-        **({"rag_index": "results/rag/index"} if config["rag"]["enabled"] else {}),
+        # The knowledge base is served too when the RAG branch is on (rules/rag.smk builds it), and the smoke
+        # test asks it a question from rag.questions.
+        **(
+            {
+                "rag_index": "results/rag/index",
+                "rag_questions": lambda wc: RAG_QUESTIONS,
+            }
+            if config["rag"]["enabled"]
+            else {}
+        ),
         model=lambda wc: served_model(wc.experiment),
         check=rules.merge_adapter.output.check,
         code=conch_code(
