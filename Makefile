@@ -1,6 +1,6 @@
 # Two commands do all the set-up and work on a fresh machine:
 #   make run   - create or reuse .venv with the pinned requirements, then run the workflow on the default config
-#   make test  - same set-up, then the whole test suite
+#   make test  - same set-up, then the whole test suite (the Slurm tests only in `make test-slurm`)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The interpreter the venv is made from; another one with `make run PYTHON=python3.11`.
@@ -14,7 +14,7 @@ EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/
 # Its model: what the workflow served (the merged SFT model, or the preference-tuned one when that branch is on).
 MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['model_path'])" 2>/dev/null || echo results/merged/$(EXPERIMENT)/model)
 
-.PHONY: run test test-fast test-faults lint format dag serve clean venv check-python
+.PHONY: run test test-fast test-slurm test-faults lint format dag serve clean venv check-python
 
 venv: $(VENV)/.installed
 
@@ -48,6 +48,12 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow"
+
+# The Slurm tests, which `make test` leaves out (tests/conftest.py): they use the running Slurm, else start a
+# single-node one with ci/start-slurm.sh (root: apt-get of slurm-wlm, munge, slurmdbd, mariadb-server; daemons)
+# and stop again the daemons they started. The packages stay installed.
+test-slurm: venv
+	CONCH_TEST_SLURM=1 $(PY) -m pytest -m slurm
 
 # The fault suite (docs/reliability.md): bad data, bad config, kills, secrets, paths, hostile traffic.
 FAULT_TESTS := tests/test_bad_data.py tests/test_config.py tests/test_interruption.py tests/test_secrets.py \
