@@ -14,7 +14,7 @@ EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/
 # Its model: what the workflow served (the merged SFT model, or the preference-tuned one when that branch is on).
 MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['model_path'])" 2>/dev/null || echo results/merged/$(EXPERIMENT)/model)
 
-.PHONY: run test test-fast test-slurm test-faults lint format dag serve clean venv check-python
+.PHONY: run test test-fast test-slurm test-faults lint format dag serve webui clean venv check-python
 
 venv: $(VENV)/.installed
 
@@ -80,6 +80,12 @@ dag: venv
 serve: venv
 	$(PY) -m conch.server --model $(MODEL) --name $(EXPERIMENT) \
 		$(if $(wildcard results/rag/index/meta.json),--rag-index results/rag/index)
+
+# LLaMA-Factory's web UI on what the workflow built: the registered splits listed, the base model filled in;
+# loopback only (docs/webui.md). WEBUI_ARGS="--port 7861 --no-browser" passes options on.
+webui: venv
+	snakemake --cores $(CORES) results/webui/launch.json
+	$(PY) -m conch.webui $(WEBUI_ARGS)
 
 clean:
 	rm -rf results logs benchmarks .snakemake/incomplete
