@@ -42,6 +42,7 @@ if BRANCHES["preference"]:
 
 include: "rules/serve.smk"
 include: "rules/experiments.smk"
+include: "rules/webui.smk"
 
 
 rule all:

@@ -2,7 +2,9 @@
 # A real single-node Slurm for conch's cluster tests (tests/test_slurm.py), on Debian 12 as root, no systemd.
 # Installs slurm-wlm, munge, slurmdbd and mariadb-server when missing, writes slurm.conf with a fake `gpu`
 # GRES, starts munged, mariadbd, slurmdbd, slurmctld and slurmd, creates the test account and waits until
-# the node is idle. Idempotent: a second run changes nothing. `ci/start-slurm.sh stop` stops the daemons.
+# the node is idle. Idempotent: a second run changes nothing.
+#   ci/start-slurm.sh status         names the daemons running (one a line)
+#   ci/start-slurm.sh stop [NAME..]  stops those daemons (default: all five); the tests stop only what they started
 #
 # Knobs (environment):
 #   SLURM_ACCOUNTING=slurmdbd  sacct works (default); `none` skips the database: snakemake then needs
@@ -38,14 +40,22 @@ stop_daemon() {
   fi
   rm -f "$pidfile"
 }
-stop_all() {
-  stop_daemon /run/slurmd.pid slurmd
-  stop_daemon /run/slurmctld.pid slurmctld
-  stop_daemon /run/slurmdbd.pid slurmdbd
-  stop_daemon /run/mysqld/mysqld.pid mariadbd
-  stop_daemon /run/munge/munged.pid munged
-}
-if [[ ${1:-} == stop ]]; then stop_all; exit 0; fi
+# name:pid file, in stopping order (the Slurm daemons before the database and munge they use).
+DAEMONS=(slurmd:/run/slurmd.pid slurmctld:/run/slurmctld.pid slurmdbd:/run/slurmdbd.pid
+  mariadbd:/run/mysqld/mysqld.pid munged:/run/munge/munged.pid)
+case ${1:-} in
+  status)
+    for d in "${DAEMONS[@]}"; do alive "${d#*:}" "${d%%:*}" && echo "${d%%:*}"; done
+    exit 0
+    ;;
+  stop)
+    shift
+    for d in "${DAEMONS[@]}"; do
+      if (($# == 0)) || [[ " $* " == *" ${d%%:*} "* ]]; then stop_daemon "${d#*:}" "${d%%:*}"; fi
+    done
+    exit 0
+    ;;
+esac
 [[ $(id -u) == 0 ]] || { log "needs root (apt-get, daemons)"; exit 1; }
 
 # ---- 1. packages (apt starts no daemon here: there is no systemd)

@@ -1,7 +1,12 @@
 rule serve:
     input:
-        # The knowledge base is served too when the RAG branch is on.
-        **({"rag_index": rules.rag_index.output.index} if BRANCHES["rag"] else {}),
+        # The knowledge base is served too when the RAG branch is on, and the smoke test asks it a question
+        # from rag.questions.
+        **(
+            {"rag_index": rules.rag_index.output.index, "rag_questions": RAG_QUESTIONS}
+            if BRANCHES["rag"]
+            else {}
+        ),
         model=lambda wc: served_model(wc.experiment),
         check=rules.merge_adapter.output.check,
     output:

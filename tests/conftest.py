@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO.parent / "shared" / "datasets" / "llamafactory-demo"
+# LLaMA-Factory's demo datasets, vendored unchanged with their licence (tests/data/llamafactory-demo/README.md).
+DEMO = REPO / "tests" / "data" / "llamafactory-demo"
 TINY_RUN_HF_TOKEN = "hf_conchTinyRunSecret_0123456789abcdef"
 
 
@@ -129,3 +130,28 @@ def grid_run(tiny_run, tmp_path_factory) -> Path:
     make_workdir(workdir, grid_config())
     snakemake(workdir)
     return workdir
+
+
+# ---- the Slurm tests run only when asked for: they install and start system services (ci/start-slurm.sh) ----
+SLURM_OPT_IN = "CONCH_TEST_SLURM"
+_SLURM_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without CONCH_TEST_SLURM=1 the `slurm` tests are deselected (not skipped), and the summary says why."""
+    if os.environ.get(SLURM_OPT_IN) == "1":
+        return
+    left_out = [item for item in items if item.get_closest_marker("slurm")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+    config.stash[_SLURM_LEFT_OUT] = len(left_out)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if left_out := config.stash.get(_SLURM_LEFT_OUT, 0):
+        terminalreporter.write_line(
+            f"{left_out} Slurm test(s) not run: they need a single-node Slurm, which ci/start-slurm.sh installs "
+            f"and starts as root (and the tests stop again); run them with `make test-slurm` "
+            f"({SLURM_OPT_IN}=1), as CI does."
+        )

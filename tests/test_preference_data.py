@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import DEMO
 
 from conch.errors import DataError
 from conch.preference.prepare import OUTPUT_FILES, prepare_preference, prompts
 from conch.preference.records import PREF_REASONS, context
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT.parent / "shared" / "datasets" / "llamafactory-demo"
 OURS = [
     ROOT / "data/raw/magic_conch_pref.jsonl",
     ROOT / "data/raw/magic_conch_pref_alpaca.json",

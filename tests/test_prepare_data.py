@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import DEMO
 
 from conch.data import PrepareResult, prepare
 from conch.data.pipeline import OUTPUT_FILES
@@ -13,8 +14,6 @@ from conch.data.records import dedup_key
 from conch.data.split import unit_interval
 
 ROOT = Path(__file__).resolve().parents[1]
-# shared/ lies beside the checkout, here and in CI.
-DEMO = ROOT.parent / "shared" / "datasets" / "llamafactory-demo"
 MAGIC = [
     ROOT / "data/raw/magic_conch_en.json",
     ROOT / "data/raw/magic_conch_zh.jsonl",
@@ -181,10 +180,7 @@ DEMO_COUNTS = [
 
 @pytest.mark.parametrize(("name", "read", "kept", "rejects"), DEMO_COUNTS, ids=[c[0] for c in DEMO_COUNTS])
 def test_demo_files(name, read, kept, rejects):
-    path = DEMO / name
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    result = prepare([str(path)])
+    result = prepare([str(DEMO / name)])
     check_reconciles(result)
     s = result.stats
     assert (s["read"], s["kept"], s["rejected_by_reason"]) == (read, kept, rejects)
@@ -194,10 +190,7 @@ def test_demo_files(name, read, kept, rejects):
 
 
 def test_demo_records_pass_llamafactory_converter():
-    path = DEMO / "glaive_toolcall_en_demo.json"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    converter = pytest.importorskip("llamafactory.data.converter")
+    from llamafactory.data import converter
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments
 
@@ -206,14 +199,12 @@ def test_demo_records_pass_llamafactory_converter():
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
     attr = DatasetAttr("file", "conch", formatting="sharegpt", **columns, **tags)
     convert = converter.SharegptDatasetConverter(attr, DataArguments())
-    for record in prepare([str(path)]).splits["train"]:
+    for record in prepare([str(DEMO / "glaive_toolcall_en_demo.json")]).splits["train"]:
         out = convert(record)
         assert out["_prompt"] and out["_response"][0]["content"] == record["messages"][-1]["content"]
 
 
 def test_project_data_has_no_rejects():
-    if not all(p.exists() for p in MAGIC):
-        pytest.skip("data/raw/magic_conch_* not generated yet")
     result = prepare([str(p) for p in MAGIC])
     check_reconciles(result)
     assert result.rejects == []

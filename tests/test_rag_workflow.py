@@ -35,8 +35,17 @@ def test_the_served_endpoint_answers_from_the_knowledge_base(tiny_run):
     assert "POST /v1/rag/chat/completions" in manifest["endpoints"]
     smoke = json.loads((tiny_run / "results/serve/default/smoke_test.json").read_text())
     rag_checks = {k: v for k, v in smoke["checks"].items() if k.startswith("rag_")}
-    assert len(rag_checks) == 4 and all(rag_checks.values()), smoke
-    assert smoke["rag_chat_content"], smoke
+    assert len(rag_checks) == 6 and all(rag_checks.values()), smoke
+    # Asked a question the knowledge base answers (the first of kb/questions.jsonl with sources), the served
+    # index found a chunk of its source document, and the answer came from the knowledge base with that
+    # document among its numbered sources, not the canned "I don't know".
+    first = next(
+        q for q in map(json.loads, (REPO / "kb/questions.jsonl").read_text().splitlines()) if q["sources"]
+    )
+    assert smoke["rag_question"] == first["question"], smoke
+    assert smoke["rag_hits"] >= 1 and set(first["sources"]) & set(smoke["rag_hit_sources"]), smoke
+    assert set(first["sources"]) & set(smoke["rag_chat_references"]), smoke
+    assert smoke["rag_chat_content"] and not smoke["rag_chat_content"].startswith("I don't know"), smoke
 
 
 def test_one_changed_document_reembeds_only_its_chunks(tiny_run_copy):

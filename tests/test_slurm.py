@@ -1,7 +1,11 @@
 """The tiny workflow on a real Slurm (ci/start-slurm.sh): profiles/slurm with only the site values
 overridden. Every non-local rule must run as a Slurm job (sacct), the training job with its GPU request;
 a training job killed at its time limit must be reported with its Slurm log and retried with more
-time; the outputs must equal the local run's (tests/conftest.py `tiny_run`)."""
+time; the outputs must equal the local run's (tests/conftest.py `tiny_run`).
+
+Only with CONCH_TEST_SLURM=1 (`make test-slurm`; tests/conftest.py deselects them otherwise). They use the
+Slurm that is running, else start one with ci/start-slurm.sh (root: apt-get, daemons) and stop again the
+daemons they started."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, make_workdir, tiny_config
+from conftest import REPO, SLURM_OPT_IN, make_workdir, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -32,6 +36,7 @@ CORE_RULES = {
     "serve",
 }
 SNAKEMAKE_TIMEOUT = 1800  # the slurm plugin can wait forever on a broken status command; never hang CI
+START_SLURM = REPO / "ci" / "start-slurm.sh"
 
 
 def _ready() -> str | None:
@@ -52,17 +57,54 @@ def _ready() -> str | None:
     return None
 
 
+def running_daemons() -> set[str]:
+    """The daemons of ci/start-slurm.sh that are running now (munged, mariadbd, slurmdbd, slurmctld, slurmd)."""
+    out = subprocess.run([str(START_SLURM), "status"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
 @pytest.fixture(scope="module")
-def slurm() -> None:
-    """The cluster ci/start-slurm.sh starts (started here when it is not running); else skip, saying why."""
+def slurm():
+    """A Slurm ready for jobs: the one running, else one ci/start-slurm.sh starts here and stops afterwards."""
     why = _ready()
-    script = REPO / "ci" / "start-slurm.sh"
-    if why and os.geteuid() == 0 and os.access(script, os.X_OK):
-        start = subprocess.run([str(script)], capture_output=True, text=True, timeout=900, check=False)
+    if why is None:
+        yield
+        return
+    if os.geteuid() != 0:
+        pytest.fail(f"no Slurm ready ({why}), and ci/start-slurm.sh needs root to start one")
+    before = running_daemons()
+    start = subprocess.run([str(START_SLURM)], capture_output=True, text=True, timeout=900, check=False)
+    started = running_daemons() - before
+    try:
         why = _ready() if start.returncode == 0 else f"ci/start-slurm.sh failed: {start.stderr[-1500:]}"
-    if why:
-        print(f"\nSlurm test skipped: {why}", file=sys.stderr)
-        pytest.skip(f"Slurm cannot be started: {why}")
+        if why:
+            pytest.fail(f"Slurm did not start: {why}")
+        yield
+    finally:
+        if started:
+            subprocess.run([str(START_SLURM), "stop", *started], capture_output=True, timeout=120, check=True)
+
+
+def test_a_session_stops_the_slurm_daemons_it_started(tmp_path):
+    """First in this file, so on a fresh machine nothing runs yet: a session of its own starts Slurm for one
+    test, and afterwards the same daemons run as before (none, on a machine without Slurm)."""
+    before = running_daemons()
+    nested = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={tmp_path / 'nested'}",
+    ]
+    one_test = f"{Path(__file__)}::test_multi_node_launch_reads_the_jobs_nodes_from_slurm"
+    proc = subprocess.run(
+        [*nested, one_test], capture_output=True, text=True, cwd=REPO, env={**os.environ, SLURM_OPT_IN: "1"},
+        timeout=1200, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert running_daemons() == before, f"before the session: {sorted(before)}"
 
 
 def test_profile(tmp_path: Path) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from conch import gpus
 from conch.modeling import generate, load, render
+from conch.rag.evaluate import load_questions
 from conch.server.smoke import free_port, launch_command, running_server, smoke_test
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
@@ -18,14 +19,23 @@ model, tokenizer = load(model_dir)
 (expected,) = generate(model, tokenizer, [render(tokenizer, [{"role": "user", "content": p.prompt}])], tokens)
 del model
 
-# With the RAG branch on, the knowledge base is served beside the model (/v1/rag/...).
+# With the RAG branch on, the knowledge base is served beside the model (/v1/rag/...) and asked the first
+# question of rag.questions that names its source documents: one the knowledge base answers.
 rag_index = snakemake.input.get("rag_index")
+rag_question = None
+if rag_index:
+    questions = load_questions(snakemake.input.rag_questions)
+    rag_question = next((q for q in questions if q["sources"]), None)
+    if rag_question is None:
+        sys.exit(
+            f"serve: {snakemake.input.rag_questions} has no question with sources to smoke-test RAG with"
+        )
 limits = (p.max_new_tokens, p.max_batch_size, p.max_queue, rag_index)
 port = free_port()
 command = launch_command(model_dir, name, "127.0.0.1", port, *limits)
 open(snakemake.log[0], "w").close()
 with running_server(command, f"http://127.0.0.1:{port}", snakemake.log[0]):
-    record = smoke_test(f"http://127.0.0.1:{port}", name, p.prompt, expected, tokens, rag=bool(rag_index))
+    record = smoke_test(f"http://127.0.0.1:{port}", name, p.prompt, expected, tokens, rag_question)
 Path(snakemake.output.smoke).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 launch = ["python", *launch_command(model_dir, name, p.host, p.port, *limits)[1:]]
