@@ -14,6 +14,14 @@ RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
 
 # Only the modules a rule's script imports: editing the evaluation must not rerun the training.
 pref_modules = lambda *names: [f"preference/{name}" for name in ("__init__", *names)]
+# The experiment's fine-tuned model (merged LoRA, or full/freeze-trained; rules/train.smk), and its LoRA
+# adapter where it has one (start_from: adapter needs it; conch/preference/checks.py refuses it otherwise).
+SFT_MODEL = lambda wc: tuned_model(wc.experiment)
+SFT_ADAPTER = lambda wc: (
+    training_output(wc.experiment, "adapter")
+    if finetuning_type(wc.experiment) == "lora"
+    else []
+)
 RM_DIR = (
     "results/reward_model/{experiment}/model"
     if RM_TRAINED
@@ -73,8 +81,8 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
                 "kto_train" if wc.method == "kto" else "train",
             ),
             val=rules.prepare_preference.output.val,
-            sft_model=rules.merge_adapter.output.model,
-            sft_adapter=rules.train_adapter.output.adapter,
+            sft_model=SFT_MODEL,
+            sft_adapter=SFT_ADAPTER,
             base=BASE_MANIFEST,
             code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
@@ -102,7 +110,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
     rule merge_preference:
         input:
             adapter=rules.train_preference.output.adapter,
-            sft_model=rules.merge_adapter.output.model,
+            sft_model=SFT_MODEL,
             base=BASE_MANIFEST,
             code=conch_code("lf", "hub", *pref_modules("stages")),
         output:
@@ -132,8 +140,8 @@ if RM_TRAINED:
             dataset_info=rules.prepare_preference.output.dataset_info,
             train=rules.prepare_preference.output.train,
             val=rules.prepare_preference.output.val,
-            sft_model=rules.merge_adapter.output.model,
-            sft_adapter=rules.train_adapter.output.adapter,
+            sft_model=SFT_MODEL,
+            sft_adapter=SFT_ADAPTER,
             base=BASE_MANIFEST,
             code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
         output:
@@ -168,7 +176,7 @@ if RM_TRAINED:
         input:
             adapter=rules.train_reward_model.output.adapter,
             value_head=rules.train_reward_model.output.value_head,
-            sft_model=rules.merge_adapter.output.model,
+            sft_model=SFT_MODEL,
             dataset_info=rules.prepare_preference.output.dataset_info,
             test=rules.prepare_preference.output.test,
             train=rules.prepare_preference.output.train,
@@ -204,7 +212,7 @@ if "ppo" in PREF_METHODS:
 
     rule train_ppo:
         input:
-            sft_model=rules.merge_adapter.output.model,
+            sft_model=SFT_MODEL,
             reward_model=RM_DIR,
             prompts=(
                 [
@@ -257,13 +265,14 @@ if PREF_METHODS:
         input:
             pairs=rules.prepare_preference.output.test,
             sft_test=rules.prepare_dataset.output.test,
-            sft_model=rules.merge_adapter.output.model,
+            sft_model=SFT_MODEL,
             aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
             reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
             code=conch_code(
                 "modeling",
                 "metrics",
                 "gpus",
+                "data",
                 *pref_modules("evaluate", "report", "reward", "scoring", "records"),
             ),
         output:

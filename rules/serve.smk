@@ -3,7 +3,7 @@ rule serve:
         # The knowledge base is served too when the RAG branch is on (rules/rag.smk builds it).
         **({"rag_index": "results/rag/index"} if config["rag"]["enabled"] else {}),
         model=lambda wc: served_model(wc.experiment),
-        check=rules.merge_adapter.output.check,
+        check=lambda wc: merge_check(wc.experiment),
         code=conch_code(
             "server",
             "modeling",

@@ -55,8 +55,11 @@ PPO_LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "addi
 
 
 def layered_train(train: dict, block: dict | None) -> dict:
-    """An experiment's training keys with a preference block's over them; a key set to null is dropped."""
-    merged = {**train, **(block or {})}
+    """An experiment's training keys with a preference block's over them; a key set to null is dropped.
+
+    The stages train a LoRA adapter on the SFT model whatever the experiment's finetuning_type: a full or
+    freeze SFT model is aligned the same way as a merged LoRA one."""
+    merged = {**train, "finetuning_type": "lora", **(block or {})}
     return {key: value for key, value in merged.items() if value is not None}
 
 
