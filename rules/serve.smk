@@ -7,6 +7,7 @@ rule serve:
         code=conch_code(
             "server",
             "modeling",
+            "answer",
             "gpus",
             *(["rag"] if config["rag"]["enabled"] else []),
         ),
