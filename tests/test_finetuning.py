@@ -95,8 +95,10 @@ def test_example_config_is_valid_and_a_full_experiment_plans_no_merge(tmp_path):
 # ---- the real run: LoRA (the tiny run's), QLoRA, full and freeze on the same data -----------------------
 EXPERIMENTS = {
     "default": {},
-    # 4-bit kernels are slow on CPU: fewer epochs than the others, enough to see it learn.
-    "qlora": {"quantization_bit": 4, "num_train_epochs": 2},
+    # 4-bit kernels are slow on CPU: fewer epochs than the others, enough to see it learn. No evaluation
+    # during training: bitsandbytes 0.50.2's CPU 4-bit matmul fails there on layers with a bias (Qwen2's
+    # q/k/v projections: "a view of a leaf Variable ... in-place operation"; docs/finetuning.md).
+    "qlora": {"quantization_bit": 4, "num_train_epochs": 2, "eval_strategy": "no"},
     "full": EXAMPLE["experiments"]["full"],
     "freeze": EXAMPLE["experiments"]["freeze"],
 }
