@@ -23,6 +23,7 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/finetuning.smk"
 include: "rules/data.smk"
 include: "rules/base_model.smk"
 include: "rules/train.smk"

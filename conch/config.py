@@ -7,6 +7,7 @@ JSON schema does the typing; this module turns its errors into messages a person
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Iterator
 
@@ -16,6 +17,29 @@ from conch.errors import ConfigError, did_you_mean
 from conch.experiments import all_experiments
 from conch.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
 from conch.preference.checks import problems as preference_problems
+
+
+def without_nulls(block):
+    """A block of training keys with every key set to null dropped: a config layered over another removes a
+    default that way (LLaMA-Factory then uses its own). Anything else is returned as it is."""
+    if not isinstance(block, dict):
+        return block
+    return {key: value for key, value in block.items() if value is not None}
+
+
+def drop_train_nulls(config: dict) -> dict:
+    """Drop null keys from the training blocks (`train`, `preference.train`, `preference.reward_model.train`)
+    in place, before the schema check and its defaults. Experiments and grid points keep theirs: there a
+    null removes the key from that experiment only (train_config in rules/common.smk)."""
+    if isinstance(config.get("train"), dict):
+        config["train"] = without_nulls(config["train"])
+    pref = config.get("preference")
+    if isinstance(pref, dict):
+        if isinstance(pref.get("train"), dict):
+            pref["train"] = without_nulls(pref["train"])
+        if isinstance(pref.get("reward_model"), dict) and isinstance(pref["reward_model"].get("train"), dict):
+            pref["reward_model"]["train"] = without_nulls(pref["reward_model"]["train"])
+    return config
 
 
 def _key(path) -> str:
@@ -67,7 +91,7 @@ def _grid_problems(config: dict, train_schema: dict) -> list[str]:
                 f"config key grid.{key}: not a LLaMA-Factory training argument{did_you_mean(key, known)}"
             )
         for i, value in enumerate(values if isinstance(values, list) else ()):
-            merged = {**(config.get("train") or {}), key: value}
+            merged = without_nulls({**(config.get("train") or {}), key: value})
             for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
                 if list(error.absolute_path)[:1] == [key]:
                     found.append(f"config key grid.{key}[{i}]: {error.message}{_number_hint(error)}")
@@ -94,6 +118,33 @@ def _experiment_problems(config: dict, default_experiments) -> list[str]:
     return found
 
 
+def _finetuning_problems(config: dict, default_experiments) -> list[str]:
+    """Per experiment: what LLaMA-Factory or the DAG would refuse only once the experiment's job starts."""
+    try:
+        experiments = all_experiments({"experiments": default_experiments, **config})
+    except (ConfigError, TypeError, AttributeError):
+        return []  # reported by the experiment and grid checks
+    pref = config.get("preference") if isinstance(config.get("preference"), dict) else {}
+    found = []
+    for name, overrides in experiments.items():
+        train = without_nulls({**(config.get("train") or {}), **(overrides or {})})
+        kind = train.get("finetuning_type", "lora")
+        if kind == "lora":
+            continue
+        if train.get("quantization_bit") is not None:
+            found.append(
+                f"config key train.quantization_bit: experiment {name!r} trains {kind}, but QLoRA quantizes a "
+                "frozen base under a LoRA adapter (LLaMA-Factory refuses it with full or freeze); drop "
+                "quantization_bit there or set finetuning_type: lora"
+            )
+        if pref.get("methods") and pref.get("start_from") == "adapter":
+            found.append(
+                f"config key preference.start_from: `adapter` goes on training the SFT LoRA adapter, but "
+                f"experiment {name!r} trains {kind} and has none; use start_from: merged"
+            )
+    return found
+
+
 def _unknown_train_keys(config: dict) -> list[str]:
     """`train` passes through to LLaMA-Factory, so its keys are checked against LLaMA-Factory's arguments."""
     known = known_train_keys()
@@ -111,17 +162,26 @@ def _unknown_train_keys(config: dict) -> list[str]:
 
 
 def problems(config: dict, schema: dict) -> list[str]:
+    config = drop_train_nulls(copy.deepcopy(config))
     found = [*_unknown_keys(config, schema), *_schema_errors(config, schema)]
     for key in sorted(RESERVED_TRAIN_KEYS & set(config.get("train") or {})):
         found.append(f"config key train.{key}: set by the workflow from the DAG; remove it from config")
+    train_schema = {**schema["properties"]["train"], "definitions": schema.get("definitions", {})}
     for name, overrides in (config.get("experiments") or {}).items():
-        for key in sorted(RESERVED_TRAIN_KEYS & set(overrides if isinstance(overrides, dict) else ())):
+        if not isinstance(overrides, dict):
+            continue  # the schema check above already names it
+        for key in sorted(RESERVED_TRAIN_KEYS & set(overrides)):
             found.append(f"config key experiments.{name}.{key}: set by the workflow; remove it")
+        merged = without_nulls({**(config.get("train") or {}), **overrides})
+        for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
+            if set(error.absolute_path) & set(overrides):
+                found.append(f"config key experiments.{name}.{_key(error.absolute_path)}: {error.message}")
     found += _unknown_train_keys(config)
     found += preference_problems(config)
-    train_schema = {**schema["properties"]["train"], "definitions": schema.get("definitions", {})}
     grid_found = _grid_problems(config, train_schema)
-    found += grid_found or _experiment_problems(config, schema["properties"]["experiments"].get("default"))
+    default_experiments = schema["properties"]["experiments"].get("default")
+    found += grid_found or _experiment_problems(config, default_experiments)
+    found += _finetuning_problems(config, default_experiments)
     templates = known_templates()
     template = config.get("template")
     if templates is not None and isinstance(template, str) and template not in templates:

@@ -1,18 +1,16 @@
 """Experiments: named overrides plus a grid that expands to named experiments, the pick of the best one,
-and the run manifest that makes any result traceable.
+and the comparison table (run manifests: conch/provenance.py).
 
 Imported at DAG-parse time (rules/common.smk), so only the standard library is imported at module level.
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import itertools
 import json
 import math
 import re
-import subprocess
-from importlib import metadata
 from pathlib import Path
 
 from conch.errors import ConfigError
@@ -30,21 +28,10 @@ ALIASES = {
     "warmup_ratio": "warmup",
     "weight_decay": "wd",
     "lr_scheduler_type": "sched",
+    "finetuning_type": "ft",
 }
 # Metrics where a smaller value is better; every other metric is maximised unless selection.mode says so.
 LOWER_IS_BETTER = frozenset({"loss", "perplexity", "persona_name_false_use"})
-PACKAGES = (
-    "torch",
-    "transformers",
-    "peft",
-    "trl",
-    "llamafactory",
-    "accelerate",
-    "datasets",
-    "tokenizers",
-    "safetensors",
-    "snakemake",
-)
 
 
 # ---- grid -----------------------------------------------------------------------------------------------
@@ -155,8 +142,28 @@ def varied_keys(train_configs: dict[str, dict]) -> list[str]:
     ]
 
 
-def comparison_rows(metrics: dict[str, dict], train_configs: dict[str, dict], final_loss: dict) -> list[dict]:
-    """One row per experiment: the keys it varies, every base/tuned metric, the last training loss."""
+def training_cost(benchmark: str | Path) -> dict:
+    """Wall time (s) and peak resident memory (MB) of a training job, from its Snakemake benchmark file.
+
+    Snakemake samples the job's whole process tree (torchrun ranks and dataloader workers included), every
+    second for the first 30 s and every 30 s after; NA where it caught no sample."""
+    with open(benchmark, encoding="utf-8", newline="") as fh:
+        row = next(csv.DictReader(fh, delimiter="\t"))
+
+    def number(key):
+        try:
+            return float(row[key])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    return {"train_wall_s": number("s"), "train_peak_rss_mb": number("max_rss")}
+
+
+def comparison_rows(
+    metrics: dict[str, dict], train_configs: dict[str, dict], final_loss: dict, costs: dict | None = None
+) -> list[dict]:
+    """One row per experiment: the keys it varies, every base/tuned metric, the last training loss, and
+    what training cost (wall time, peak memory)."""
     swept = varied_keys(train_configs)
     rows = []
     for name, result in metrics.items():
@@ -164,54 +171,6 @@ def comparison_rows(metrics: dict[str, dict], train_configs: dict[str, dict], fi
         for model in ("base", "tuned"):
             row.update({f"{model}.{k}": v for k, v in result.get(model, {}).items()})
         row["final_train_loss"] = final_loss.get(name)
+        row.update((costs or {}).get(name, {}))
         rows.append(row)
     return rows
-
-
-# ---- run manifest ---------------------------------------------------------------------------------------
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_json(obj) -> str:
-    """Hash of a JSON-able object that does not depend on key order or whitespace."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def package_versions(names=PACKAGES) -> dict[str, str | None]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_state(repo: str | Path) -> dict:
-    """Commit of the workflow code and whether tracked files differ from it; nulls outside a git checkout."""
-
-    def git(*args):
-        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
-        return proc.stdout.strip() if proc.returncode == 0 else None
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    except OSError:  # no git binary
-        commit = status = None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def base_model_revision(manifest: dict) -> str:
-    """What pins the base weights: the hub commit, the scratch seed, or the local directory."""
-    if manifest.get("source") == "hf":
-        return f"{manifest.get('repo_id')}@{manifest.get('commit')}"
-    if manifest.get("source") == "scratch":
-        return f"scratch seed {manifest.get('seed')}"
-    return f"local {manifest.get('path')}"

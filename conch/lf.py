@@ -204,6 +204,37 @@ def prepare_output_dir(
     stamp.write_text(run_id + "\n")
 
 
+# What the trainer writes into output_dir beside the model it saves (and conch's own files there).
+TRAINER_FILES = (
+    "checkpoint-*",
+    "runs",
+    "trainer_log.jsonl",
+    "trainer_state.json",
+    "training_args.bin",
+    "*_results.json",
+    "training_*.png",
+    "train_config.yaml",
+    ".conch_run_id",
+)
+
+
+def collect_model(out_dir: str | Path, model_dir: str | Path) -> Path:
+    """Move the model full/freeze training saved into out_dir (weights, config, tokenizer, chat template)
+    into model_dir, leaving the trainer's logs beside it, then drop the checkpoints: a finished run resumes
+    nothing, and each holds the whole model plus optimizer state (about four times its size)."""
+    out, model = Path(out_dir), Path(model_dir)
+    keep = {f for pattern in TRAINER_FILES for f in out.glob(pattern)}
+    files = [f for f in out.iterdir() if f not in keep and f != model]
+    if not any(f.name == "config.json" for f in files):
+        raise RuntimeError(f"{out} holds no saved model (config.json): did training finish?")
+    model.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        f.replace(model / f.name)
+    for checkpoint in out.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    return model
+
+
 def write_yaml(args: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,51 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# Share of a device's free memory a model's weights may take when placing it; the rest is left for
+# activations and the KV cache of a batch.
+WEIGHTS_SHARE = 0.9
+
+
+def placement(model, budgets: dict) -> int | str | dict:
+    """Where a model goes, given `budgets` ({device: free bytes}, GPUs first, then "cpu" as accelerate's
+    get_max_memory() lists them): the first device when the weights fit on it, else a device_map that
+    spreads whole decoder layers over the devices in order (accelerate). `model` may live on the meta device:
+    only its parameter sizes are read."""
+    from accelerate import infer_auto_device_map
+    from accelerate.utils import compute_module_sizes
+
+    size = compute_module_sizes(model)[""]
+    first = next(iter(budgets))
+    if size <= budgets[first] * WEIGHTS_SHARE:
+        return first
+    max_memory = {dev: int(free * WEIGHTS_SHARE) for dev, free in budgets.items()}
+    # A decoder layer stays whole on one device (accelerate splits any module whose class is not listed).
+    whole = list(getattr(model, "_no_split_modules", None) or [])
+    device_map = infer_auto_device_map(model, max_memory=max_memory, no_split_module_classes=whole)
+    if "disk" in device_map.values():
+        raise MemoryError(
+            f"the model's weights need {size / 2**30:.3g} GiB; its devices can give "
+            f"{sum(max_memory.values()) / 2**30:.3g} GiB "
+            f"({', '.join(f'{d}: {b / 2**30:.3g}' for d, b in max_memory.items())})"
+        )
+    return device_map
+
+
+def _placement_for(model_path: str, torch_dtype) -> int | str | dict:
+    """placement() of the model at model_path on this machine's GPUs, planned on a weightless copy."""
+    from accelerate.utils import get_max_memory
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path), dtype=torch_dtype)
+    return placement(skeleton, get_max_memory())
+
+
 def load(model_path: str, adapter: str | None = None, dtype: str = "auto"):
-    """(model, tokenizer) in eval mode; with `adapter`, the LoRA adapter applied by peft without merging."""
+    """(model, tokenizer) in eval mode; with `adapter`, the LoRA adapter applied by peft without merging.
+
+    On GPUs a model goes on one device when it fits there, else it is spread over all of them
+    (`device_map`, accelerate): 70B in bf16 over 2x 80 GB. Inputs go to `model.device` (the first layer's)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # LLaMA-Factory saves the tokenizer it trained with beside the adapter; prefer that one.
@@ -21,12 +64,18 @@ def load(model_path: str, adapter: str | None = None, dtype: str = "auto"):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch_dtype = torch.float32 if device() == "cpu" else (torch.bfloat16 if dtype == "auto" else dtype)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+    where = "cpu" if device() == "cpu" else _placement_for(model_path, torch_dtype)
+    spread = isinstance(where, dict)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch_dtype, **({"device_map": where} if spread else {})
+    )
     if adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
-    return model.to(device()).eval(), tokenizer
+    if not spread:
+        model = model.to(f"cuda:{where}" if isinstance(where, int) else where)
+    return model.eval(), tokenizer
 
 
 def prompt_messages(record: dict) -> tuple[list[dict], str]:

@@ -5,7 +5,7 @@ import re
 import yaml
 from snakemake.utils import validate
 
-from conch.config import check as check_config
+from conch.config import check as check_config, drop_train_nulls
 from conch.errors import ConfigError
 from conch.experiments import all_experiments
 from conch.imports import reach
@@ -14,6 +14,8 @@ from conch.imports import reach
 SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
 with open(SCHEMA, encoding="utf-8") as fh:
     _schema = yaml.safe_load(fh)
+# A training key set to null is dropped, whatever its type in the schema.
+drop_train_nulls(config)
 try:
     check_config(config, _schema)
 except ConfigError as err:
@@ -112,12 +114,13 @@ onstart:
 
 def served_model(experiment):
     """The model `serve` serves: with the preference branch on, its aligned model (rules/preference.smk:
-    preference.serve, default the first of preference.methods); else the merged SFT model.
+    preference.serve, default the first of preference.methods); else the fine-tuned SFT model
+    (merged LoRA, or full/freeze-trained: tuned_model in rules/train.smk).
     """
     pref = config["preference"]
     method = pref.get("serve") or (pref["methods"][0] if pref["methods"] else "sft")
     if method == "sft":
-        return f"results/merged/{experiment}/model"
+        return tuned_model(experiment)
     return f"results/{method}/{experiment}/model"
 
 

@@ -2,8 +2,9 @@ rule evaluate:
     input:
         test=rules.prepare_dataset.output.test,
         base=BASE_MANIFEST,
-        merged=rules.merge_adapter.output.model,
-        loss_plot=rules.train_adapter.output.loss_plot,
+        # The merged LoRA model, or the full/freeze-trained one (rules/train.smk).
+        merged=lambda wc: tuned_model(wc.experiment),
+        loss_plot=trained("loss_plot"),
     output:
         metrics="results/eval/{experiment}/metrics.json",
         samples=report(

@@ -13,9 +13,9 @@ report: "../report/workflow.rst"
 checkpoint compare_experiments:
     input:
         metrics=expand(rules.evaluate.output.metrics, experiment=EXPERIMENTS),
-        trainer_logs=expand(
-            rules.train_adapter.output.trainer_log, experiment=EXPERIMENTS
-        ),
+        trainer_logs=[training_output(e, "trainer_log") for e in EXPERIMENTS],
+        # wall time and peak memory of each training job, side by side with its metrics
+        train_benchmarks=[training_benchmark(e) for e in EXPERIMENTS],
     output:
         table=report(
             "results/compare/experiments.csv",
@@ -34,6 +34,12 @@ checkpoint compare_experiments:
             caption="../report/loss_curves.rst",
             category="1. Comparison",
             labels={"figure": "training loss, all experiments"},
+        ),
+        cost_chart=report(
+            "results/compare/training_cost.png",
+            caption="../report/training_cost.rst",
+            category="1. Comparison",
+            labels={"figure": "training wall time and peak memory"},
         ),
         best="results/compare/best.json",
     log:
@@ -82,11 +88,33 @@ rule select_served:
         "../workflow_scripts/select_served.py"
 
 
+# Read once per base model (70B: 140 GB), not once per experiment.
+rule hash_base_model:
+    input:
+        base=BASE_MANIFEST,
+    output:
+        "results/base_model/weights_sha256.json",
+    log:
+        "logs/hash_base_model/hash_base_model.log",
+    benchmark:
+        "benchmarks/hash_base_model/hash_base_model.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    script:
+        "../workflow_scripts/hash_base_model.py"
+
+
 rule run_manifest:
     input:
-        train_yaml=rules.train_adapter.output.train_yaml,
-        adapter=rules.train_adapter.output.adapter,
+        train_yaml=trained("train_yaml"),
+        # what training produced: the LoRA adapter, or the full/freeze-trained model
+        trained=lambda wc: trained_weights(wc.experiment),
         base=BASE_MANIFEST,
+        base_weights=rules.hash_base_model.output[0],
         dataset_info=rules.register_dataset.output[0],
         splits=rules.prepare_dataset.output[:3],
     output:

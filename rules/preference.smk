@@ -10,6 +10,19 @@ PREF_DIR = f"results/data/{PREF_DATASET}"
 PPO_CFG = PREF["ppo"]
 # PPO's reward model: the one `stage: rm` trains here, or a directory named in config.
 RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
+
+
+# The experiment's fine-tuned model (merged LoRA, or full/freeze-trained; rules/train.smk), and its LoRA
+# adapter where it has one (start_from: adapter needs it; conch/preference/checks.py refuses it otherwise).
+# The stages train a LoRA adapter on the SFT model whatever the experiment's finetuning_type: a full or
+# freeze SFT model is aligned the same way as a merged LoRA one.
+PREF_LORA = {"finetuning_type": "lora"}
+SFT_MODEL = lambda wc: tuned_model(wc.experiment)
+SFT_ADAPTER = lambda wc: (
+    training_output(wc.experiment, "adapter")
+    if finetuning_type(wc.experiment) == "lora"
+    else []
+)
 RM_DIR = (
     "results/reward_model/{experiment}/model"
     if RM_TRAINED
@@ -61,8 +74,8 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
                 "kto_train" if wc.method == "kto" else "train",
             ),
             val=rules.prepare_preference.output.val,
-            sft_model=rules.merge_adapter.output.model,
-            sft_adapter=rules.train_adapter.output.adapter,
+            sft_model=SFT_MODEL,
+            sft_adapter=SFT_ADAPTER,
             base=BASE_MANIFEST,
         output:
             adapter="results/{method}/{experiment}/adapter/adapter_model.safetensors",
@@ -79,7 +92,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: train_config(wc.experiment, PREF["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF_LORA, PREF["train"]),
             start_from=PREF["start_from"],
             dataset=PREF_DATASET,
             template=config["template"],
@@ -89,7 +102,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
     rule merge_preference:
         input:
             adapter=rules.train_preference.output.adapter,
-            sft_model=rules.merge_adapter.output.model,
+            sft_model=SFT_MODEL,
             base=BASE_MANIFEST,
         output:
             model=directory("results/{method}/{experiment}/model"),
@@ -104,7 +117,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: train_config(wc.experiment, PREF["train"]),
+            train=lambda wc: train_config(wc.experiment, PREF_LORA, PREF["train"]),
             start_from=PREF["start_from"],
             template=config["template"],
         script:
@@ -118,8 +131,8 @@ if RM_TRAINED:
             dataset_info=rules.prepare_preference.output.dataset_info,
             train=rules.prepare_preference.output.train,
             val=rules.prepare_preference.output.val,
-            sft_model=rules.merge_adapter.output.model,
-            sft_adapter=rules.train_adapter.output.adapter,
+            sft_model=SFT_MODEL,
+            sft_adapter=SFT_ADAPTER,
             base=BASE_MANIFEST,
         output:
             adapter="results/reward_model/{experiment}/adapter/adapter_model.safetensors",
@@ -137,7 +150,9 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: train_config(wc.experiment, PREF["reward_model"]["train"]),
+            train=lambda wc: train_config(
+                wc.experiment, PREF_LORA, PREF["reward_model"]["train"]
+            ),
             start_from="merged",
             dataset=PREF_DATASET,
             template=config["template"],
@@ -151,7 +166,7 @@ if RM_TRAINED:
         input:
             adapter=rules.train_reward_model.output.adapter,
             value_head=rules.train_reward_model.output.value_head,
-            sft_model=rules.merge_adapter.output.model,
+            sft_model=SFT_MODEL,
             dataset_info=rules.prepare_preference.output.dataset_info,
             test=rules.prepare_preference.output.test,
             train=rules.prepare_preference.output.train,
@@ -169,7 +184,9 @@ if RM_TRAINED:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: train_config(wc.experiment, PREF["reward_model"]["train"]),
+            train=lambda wc: train_config(
+                wc.experiment, PREF_LORA, PREF["reward_model"]["train"]
+            ),
             dataset=PREF_DATASET,
             template=config["template"],
         script:
@@ -180,7 +197,7 @@ if "ppo" in PREF_METHODS:
 
     rule train_ppo:
         input:
-            sft_model=rules.merge_adapter.output.model,
+            sft_model=SFT_MODEL,
             reward_model=RM_DIR,
             prompts=(
                 [
@@ -212,7 +229,7 @@ if "ppo" in PREF_METHODS:
             **gpu_resources(),
         params:
             lora=lambda wc: ppo_lora_settings(
-                train_config(wc.experiment, PREF["train"])
+                train_config(wc.experiment, PREF_LORA, PREF["train"])
             ),
             ppo=PPO_CFG["train"],
             max_prompts=PPO_CFG.get("max_prompts"),
@@ -224,7 +241,7 @@ rule evaluate_preference:
     input:
         pairs=rules.prepare_preference.output.test,
         sft_test=rules.prepare_dataset.output.test,
-        sft_model=rules.merge_adapter.output.model,
+        sft_model=SFT_MODEL,
         aligned=[f"results/{m}/{{experiment}}/model" for m in PREF_METHODS],
         reward_model=RM_DIR if "ppo" in PREF_METHODS else [],
     output:

@@ -95,7 +95,7 @@ rule rag_eval:
     input:
         index=rules.rag_index.output.index,
         questions=RAG_QUESTIONS,
-        merged=rules.merge_adapter.output.model,
+        merged=lambda wc: tuned_model(wc.experiment),  # rules/train.smk
     output:
         metrics="results/rag/eval/{experiment}/retrieval_metrics.json",
         results="results/rag/eval/{experiment}/questions.jsonl",

@@ -8,7 +8,7 @@ rule serve:
             else {}
         ),
         model=lambda wc: served_model(wc.experiment),
-        check=rules.merge_adapter.output.check,
+        check=lambda wc: merge_check(wc.experiment),
     output:
         manifest="results/serve/{experiment}/manifest.json",
         smoke="results/serve/{experiment}/smoke_test.json",

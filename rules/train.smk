@@ -57,6 +57,26 @@ rule train_adapter:
         "../workflow_scripts/train_adapter.py"
 
 
+# Full and freeze fine-tuning: the same script; LLaMA-Factory saves the whole model, which is moved into
+# model/ once training ends (checkpoints stay beside it, outside the declared output, so a killed job resumes).
+use rule train_adapter as train_model with:
+    output:
+        model=directory("results/trained/{experiment}/model"),
+        train_yaml="results/trained/{experiment}/train_config.yaml",
+        trainer_log="results/trained/{experiment}/trainer_log.jsonl",
+        loss_plot=report(
+            "results/trained/{experiment}/training_loss.png",
+            caption="../report/train_loss.rst",
+            category="2. Training",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "training loss"},
+        ),
+    log:
+        "logs/train_model/{experiment}.log",
+    benchmark:
+        "benchmarks/train_model/{experiment}.tsv"
+
+
 rule merge_adapter:
     input:
         adapter=rules.train_adapter.output.adapter,

@@ -161,7 +161,9 @@ def test_comparison_table_and_winner(grid_run):
     assert (best["metric"], best["mode"], best["best"]) == ("tuned.loss", "min", GRID_WINNER), best
     assert rows[GRID_WINNER]["selected"] == "True" and rows[GRID_WINNER]["rank"] == "1"
     assert best["values"][GRID_WINNER] < min(v for k, v in best["values"].items() if k.startswith("lr1e-5"))
-    for png in ("metric_by_experiment.png", "loss_curves.png"):
+    for row in rows.values():  # what each training cost, from its job's benchmark
+        assert float(row["train_wall_s"]) > 0 and float(row["train_peak_rss_mb"]) > 100, row
+    for png in ("metric_by_experiment.png", "loss_curves.png", "training_cost.png"):
         assert (compare / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -184,14 +186,19 @@ def test_run_manifests_trace_each_experiment(grid_run):
         assert m["experiment"] == name and m["overrides"] == expand_grid(GRID)[name]
         assert m["llamafactory_train_yaml"]["output_dir"] == f"results/adapters/{name}"
         assert m["base_model"]["revision"] == "scratch seed 0"
-        assert set(m["base_model"]["weights_sha256"]) == {"model.safetensors"}
+        assert set(m["base_model"]["weights"]["files"]) == {"model.safetensors"}
         assert m["packages"]["torch"] and m["packages"]["llamafactory"] and m["packages"]["python"]
+        assert m["finetuning_type"] == "lora"
+        assert set(m["trained_weights"]["files"]) == {"adapter_model.safetensors"}
         if (REPO / ".git").exists():  # a source tree without git history records null
             assert re.fullmatch(r"[0-9a-f]{40}", m["code"]["commit"] or ""), m["code"]
         assert "HF_TOKEN" not in json.dumps(m)
     assert len({m["data"]["data_sha256"] for m in manifests.values()}) == 1
     assert len({m["config_sha256"] for m in manifests.values()}) == 4
-    assert len({m["adapter_sha256"] for m in manifests.values()}) == 4
+    assert len({m["trained_weights"]["sha256"] for m in manifests.values()}) == 4
+    # One base model and one environment behind all four.
+    assert len({m["base_model"]["weights"]["sha256"] for m in manifests.values()}) == 1
+    assert len({m["installed_packages"]["sha256"] for m in manifests.values()}) == 1
 
 
 @pytest.mark.slow

@@ -163,8 +163,16 @@ def test_ppo_trains_and_the_report_puts_the_models_side_by_side(preference_run):
     assert 0 <= metrics["reward_model"]["accuracy"] <= 100 and metrics["reward_model"]["pairs"] == 8
     # DPO optimises the margin against the SFT reference: it must have grown.
     assert metrics["models"]["dpo"]["mean_logp_margin"] > metrics["models"]["sft"]["mean_logp_margin"]
+    # Against the SFT model's own greedy answers the SFT model starts near 0 % (it prefers what it says), so
+    # a gain has room to show; on the given pairs it starts at the ceiling. Every model is scored on them.
+    assert metrics["n_pairs_vs_sft_answers"] >= 1
+    sft = metrics["models"]["sft"]
+    assert sft["preference_accuracy_vs_sft_answers"] <= 25 < sft["preference_accuracy"]
+    for values in metrics["models"].values():
+        assert 0 <= values["preference_accuracy_vs_sft_answers"] <= 100
     page = (preference_run / "results/eval_preference/default/report.html").read_text(encoding="utf-8")
     assert "<th>sft</th><th>dpo</th><th>ppo</th>" in page and "Reward model" in page
+    assert "<td>preference_accuracy_vs_sft_answers</td>" in page
 
 
 @pytest.mark.slow

@@ -29,7 +29,8 @@ def test_two_runs_from_scratch_give_identical_adapters(tiny_run, tmp_path):
     for key in ("config_sha256", "train_yaml_sha256"):
         assert first[key] == second[key], key
     assert first["data"] == second["data"]
-    assert first["base_model"]["weights_sha256"] == second["base_model"]["weights_sha256"]
+    assert first["base_model"]["weights"] == second["base_model"]["weights"]
+    assert first["installed_packages"]["sha256"] == second["installed_packages"]["sha256"]
     # ...same weights, tensor by tensor (a hash mismatch alone would not say where).
     tensors = [
         load_file(run / "results/adapters/default/adapter_model.safetensors") for run in (tiny_run, again)
@@ -37,4 +38,4 @@ def test_two_runs_from_scratch_give_identical_adapters(tiny_run, tmp_path):
     assert tensors[0].keys() == tensors[1].keys()
     differing = [name for name in tensors[0] if not torch.equal(tensors[0][name], tensors[1][name])]
     assert not differing, f"{len(differing)} tensors differ, e.g. {differing[:3]}"
-    assert first["adapter_sha256"] == second["adapter_sha256"]
+    assert first["trained_weights"]["sha256"] == second["trained_weights"]["sha256"]

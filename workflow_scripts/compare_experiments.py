@@ -1,4 +1,5 @@
-"""Every experiment in one table and two charts; the best by the configured metric goes to best.json."""
+"""Every experiment in one table and three charts (selection metric, loss curves, training cost: wall time
+and peak memory); the best by the configured metric goes to best.json."""
 
 import csv
 import json
@@ -9,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from conch.experiments import comparison_rows, metric_value, select  # noqa: E402
+from conch.experiments import comparison_rows, metric_value, select, training_cost  # noqa: E402
 from conch.files import read_jsonl  # noqa: E402
 
 p = snakemake.params
@@ -28,7 +29,9 @@ except KeyError as err:
     raise SystemExit(f"compare_experiments: selection.metric: {err.args[0]}") from None
 choice = select(values, p.mode)
 
-rows = comparison_rows(metrics, p.train, {e: c[-1][1] if c else None for e, c in curves.items()})
+costs = {e: training_cost(b) for e, b in zip(p.experiments, snakemake.input.train_benchmarks, strict=True)}
+final_loss = {e: c[-1][1] if c else None for e, c in curves.items()}
+rows = comparison_rows(metrics, p.train, final_loss, costs)
 for row in rows:
     row["rank"] = (
         choice["ranking"].index(row["experiment"]) + 1 if row["experiment"] in choice["ranking"] else ""
@@ -85,5 +88,20 @@ fig.tight_layout()
 fig.savefig(snakemake.output.loss_curves, dpi=100)
 plt.close(fig)
 
+# LoRA against full and freeze fine-tuning: what each cost, beside the selection metric above.
+fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(names) + 3), 3.8))
+labels = [f"{n}\n({p.train[n].get('finetuning_type', 'lora')})" for n in names]
+for ax, key, title in (
+    (axes[0], "train_wall_s", "training wall time (s)"),
+    (axes[1], "train_peak_rss_mb", "training peak memory, RSS (MB)"),
+):
+    ax.bar(labels, [costs[n][key] or 0 for n in names], color=colors)
+    ax.set_title(title)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+fig.tight_layout()
+fig.savefig(snakemake.output.cost_chart, dpi=100)
+plt.close(fig)
+
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     log.write(f"{p.metric} ({p.mode}): {json.dumps(values)}\nbest: {choice['best']}\n")
+    log.write(f"training cost: {json.dumps(costs)}\n")

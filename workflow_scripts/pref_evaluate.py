@@ -22,12 +22,13 @@ aligned = as_paths(snakemake.input.aligned)
 models = {"sft": snakemake.input.sft_model, **dict(zip(p.methods, aligned, strict=True))}
 
 reward = load_reward_model(snakemake.input.reward_model) if snakemake.input.reward_model else None
-results, answers = {}, {}
-for name, path in models.items():
-    results[name], answers[name] = evaluate_model(
+results, answers, own_answer_pairs = {}, {}, None
+for name, path in models.items():  # sft first: the pairs against its own answers are built from them
+    results[name], answers[name], own_answer_pairs = evaluate_model(
         path,
         pairs,
         sft_records,
+        own_answer_pairs=own_answer_pairs,
         reward=reward,
         max_new_tokens=p.max_new_tokens,
         batch_size=p.batch_size,
@@ -35,6 +36,7 @@ for name, path in models.items():
     )
 metrics = {
     "n_pairs": len(pairs),
+    "n_pairs_vs_sft_answers": len(own_answer_pairs),
     "n_sft": len(sft_records),
     "max_new_tokens": p.max_new_tokens,
     "models": results,

@@ -10,13 +10,15 @@ gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, b
 p = snakemake.params
 stage = p.get("stage") or snakemake.wildcards.method
 out_dir = Path(snakemake.output.adapter).parent
+# A full/freeze-trained SFT model has no adapter (start_from: adapter is refused for it before any job).
+sft_adapter = str(Path(snakemake.input.sft_adapter).parent) if snakemake.input.sft_adapter else ""
 args = stage_args(
     stage,
     launch.resolve_deepspeed(p.train, Path(snakemake.scriptdir).parent),
     start_from=p.start_from,
     sft_model=snakemake.input.sft_model,
     base_model=base_model_path(snakemake.input.base),
-    sft_adapter=str(Path(snakemake.input.sft_adapter).parent),
+    sft_adapter=sft_adapter,
     dataset=p.dataset,
     dataset_dir=str(Path(snakemake.input.dataset_info).parent),
     template=p.template,
@@ -29,7 +31,7 @@ lf.prepare_output_dir(
     out_dir,
     args,
     [snakemake.input.train, snakemake.input.val],
-    [snakemake.input.sft_model, str(Path(snakemake.input.sft_adapter).parent), args["model_name_or_path"]],
+    [snakemake.input.sft_model, *filter(None, [sft_adapter]), args["model_name_or_path"]],
     resume=stage != "rm",
 )
 lf.write_yaml(args, snakemake.output.train_yaml)

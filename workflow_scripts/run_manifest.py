@@ -1,4 +1,4 @@
-"""Everything needed to trace and repeat one experiment's adapter, in one JSON file."""
+"""Everything needed to trace and repeat one experiment's training, in one JSON file."""
 
 import json
 import platform
@@ -7,12 +7,14 @@ from pathlib import Path
 
 import yaml
 
-from conch.experiments import (
+from conch.provenance import (
     base_model_revision,
     git_state,
+    package_set,
     package_versions,
     sha256_file,
     sha256_json,
+    weights_sha256,
 )
 
 inp, p = snakemake.input, snakemake.params
@@ -20,7 +22,8 @@ experiment = snakemake.wildcards.experiment
 base = json.loads(Path(inp.base).read_text(encoding="utf-8"))
 train_args = yaml.safe_load(Path(inp.train_yaml).read_text(encoding="utf-8"))
 splits = {Path(path).stem: sha256_file(path) for path in inp.splits}
-weights = sorted(Path(base["path"]).glob("*.safetensors")) if base.get("source") == "scratch" else []
+# LoRA: the adapter file; full/freeze: the trained model directory.
+trained = weights_sha256(inp.trained)
 
 manifest = {
     "experiment": experiment,
@@ -37,12 +40,14 @@ manifest = {
     },
     "base_model": {
         "revision": base_model_revision(base),
-        # Scratch weights are tiny and built here, so their hash is cheap proof of the seed's result.
-        "weights_sha256": {w.name: sha256_file(w) for w in weights},
+        # Every weight file of the base, hashed once per base model (rule hash_base_model).
+        "weights": json.loads(Path(inp.base_weights).read_text(encoding="utf-8")),
         "manifest": base,
     },
-    "adapter_sha256": sha256_file(inp.adapter),
+    "finetuning_type": p.settings["train"].get("finetuning_type", "lora"),
+    "trained_weights": {"path": inp.trained, **trained},
     "packages": {"python": platform.python_version(), **package_versions()},
+    "installed_packages": package_set(),
     "platform": platform.platform(),
     # This script's folder sits in the workflow checkout.
     "code": {
@@ -52,7 +57,7 @@ manifest = {
     "repeat": [
         f"llamafactory-cli train {inp.train_yaml}",
         # A fresh directory: LLaMA-Factory would resume from a checkpoint left in the old one.
-        f"rm -r {Path(inp.adapter).parent} && snakemake --cores all {inp.adapter}",
+        f"rm -r {Path(inp.train_yaml).parent} && snakemake --cores all {inp.trained}",
     ],
 }
 Path(snakemake.output[0]).write_text(
@@ -61,5 +66,6 @@ Path(snakemake.output[0]).write_text(
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     log.write(
         f"{experiment}: config {manifest['config_sha256'][:12]} data {manifest['data']['data_sha256'][:12]} "
-        f"adapter {manifest['adapter_sha256'][:12]} (python {sys.version.split()[0]})\n"
+        f"trained {trained['sha256'][:12]} packages {manifest['installed_packages']['sha256'][:12]} "
+        f"(python {sys.version.split()[0]})\n"
     )

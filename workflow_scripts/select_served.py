@@ -23,7 +23,8 @@ selected = {
     "model_path": serve["model_path"],
     "launch_command": serve["launch_command"],
     "smoke_test_passed": smoke["passed"],
-    "adapter_sha256": run["adapter_sha256"],
+    "finetuning_type": run["finetuning_type"],
+    "trained_sha256": run["trained_weights"]["sha256"],
     "config_sha256": run["config_sha256"],
 }
 Path(snakemake.output[0]).write_text(json.dumps(selected, indent=2) + "\n", encoding="utf-8")

@@ -2,11 +2,11 @@
 
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 from conch import gpus
-from conch.modeling import generate, load, render
 from conch.rag.evaluate import load_questions
 from conch.server.smoke import free_port, launch_command, running_server, smoke_test
 
@@ -15,9 +15,17 @@ p, name = snakemake.params, snakemake.wildcards.experiment
 model_dir = snakemake.input.model
 tokens = min(32, p.max_new_tokens)
 
-model, tokenizer = load(model_dir)
-(expected,) = generate(model, tokenizer, [render(tokenizer, [{"role": "user", "content": p.prompt}])], tokens)
-del model
+# The answer the server must give, computed offline in a child process that exits before the server starts:
+# this process never loads the model, so the GPU is wholly the server's.
+proc = subprocess.run(
+    [sys.executable, "-m", "conch.answer", model_dir, p.prompt, str(tokens)],
+    capture_output=True,
+    text=True,
+    check=False,
+)
+if proc.returncode != 0:
+    sys.exit(f"serve: the offline answer of {model_dir} failed:\n{proc.stderr[-3000:]}")
+expected = json.loads(proc.stdout.strip().splitlines()[-1])["answer"]
 
 # With the RAG branch on, the knowledge base is served beside the model (/v1/rag/...) and asked the first
 # question of rag.questions that names its source documents: one the knowledge base answers.

@@ -1,4 +1,7 @@
-"""LoRA SFT through `llamafactory-cli train`, on a YAML written from config and kept beside the adapter.
+"""SFT through `llamafactory-cli train`, on a YAML written from config and kept beside its output.
+
+Rule train_adapter (LoRA): the adapter. Rule train_model (full, freeze): the whole model, moved into
+`output.model` once training has finished.
 
 Kept light on purpose (no torch, no transformers): whatever this script imports is paid again by every
 training job before LLaMA-Factory starts, and counts against the workflow's ≤3 % overhead.
@@ -12,7 +15,7 @@ from conch import gpus, launch, lf
 from conch.hub import base_model_path
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
-out_dir = Path(snakemake.output.adapter).parent
+out_dir = Path(snakemake.output.train_yaml).parent
 args = lf.train_args(
     launch.resolve_deepspeed(snakemake.params.train, Path(snakemake.scriptdir).parent),
     base_model=base_model_path(snakemake.input.base),
@@ -48,3 +51,5 @@ if long:
 launch.run_train(
     snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
 )
+if snakemake.output.get("model"):  # rule train_model
+    lf.collect_model(out_dir, snakemake.output.model)

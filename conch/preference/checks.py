@@ -68,6 +68,16 @@ def problems(config: dict) -> list[str]:
     found += _keys(
         ppo.get("train"), "preference.ppo.train", RESERVED_PPO_KEYS, known_ppo_keys(), "TRL PPOConfig"
     )
+    for where, block in (
+        ("preference.train", pref.get("train")),
+        ("preference.reward_model.train", reward_model.get("train")),
+    ):
+        kind = block.get("finetuning_type") if isinstance(block, dict) else None
+        if kind not in (None, "lora"):
+            found.append(
+                f"config key {where}.finetuning_type: the preference stages train a LoRA adapter on the SFT "
+                f"model (of any finetuning_type), not {kind}; remove the key"
+            )
     serve = pref.get("serve")
     if isinstance(serve, str) and serve != "sft" and serve not in methods:
         found.append(

@@ -2,6 +2,11 @@
 
 - preference accuracy: the share of held-out pairs where the model's log-probability of `chosen` exceeds
   that of `rejected` (its margin favours chosen), with the mean margin in nats;
+- the same against the SFT model's own answers: each held-out prompt's chosen answer paired with the SFT
+  model's greedy answer as rejected (where the two differ). The given pairs' rejected sides are answers the
+  SFT model was never trained to give, so it prefers chosen on nearly all of them already and no aligned
+  model can show a gain there; against what the SFT model itself says it starts near 0 %, and what DPO or
+  PPO moved towards the preferred answers shows;
 - reward: the reward model's mean score of the model's own greedy answers to the held-out pair prompts,
   and the reward model's accuracy (chosen scored above rejected) on those pairs;
 - SFT metrics on the SFT test split, as rules/eval.smk computes them: answer loss, perplexity, ROUGE-L,
@@ -14,6 +19,7 @@ import math
 from statistics import mean
 
 from conch import metrics as M
+from conch.data.records import _fold
 from conch.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.preference.scoring import answer_logprobs, pair_rewards, rendered_pairs
 
@@ -30,18 +36,20 @@ def reward_accuracy(reward_model, reward_tokenizer, pairs: list[dict]) -> dict:
     }
 
 
-def evaluate_model(
-    path: str,
-    pairs: list[dict],
-    sft_records: list[dict],
-    *,
-    reward=None,
-    max_new_tokens: int,
-    batch_size: int,
-    persona_names: list[str],
-) -> tuple[dict, list[str]]:
-    """(metrics, greedy answers to the pair prompts) of one model."""
-    model, tokenizer = load(path)
+def against_own_answers(pairs: list[dict], answers: list[str]) -> list[dict]:
+    """Each pair with the SFT model's greedy answer to its prompt as the rejected side; pairs whose answer
+    is the chosen one (after casefold and whitespace collapse) are left out: nothing to prefer there."""
+    return [
+        {**pair, "rejected": {"role": "assistant", "content": answer}}
+        for pair, answer in zip(pairs, answers, strict=True)
+        if answer.strip() and _fold(answer) != _fold(pair["chosen"]["content"])
+    ]
+
+
+def preference_scores(model, tokenizer, pairs: list[dict]) -> tuple[float | None, float | None]:
+    """(% of pairs whose log-probability margin favours chosen, mean margin in nats); Nones for no pairs."""
+    if not pairs:
+        return None, None
     prompts, chosen, rejected = rendered_pairs(tokenizer, pairs)
     margins = [
         c - r
@@ -51,10 +59,36 @@ def evaluate_model(
             strict=True,
         )
     ]
+    return 100 * mean(m > 0 for m in margins), mean(margins)
+
+
+def evaluate_model(
+    path: str,
+    pairs: list[dict],
+    sft_records: list[dict],
+    *,
+    own_answer_pairs: list[dict] | None = None,
+    reward=None,
+    max_new_tokens: int,
+    batch_size: int,
+    persona_names: list[str],
+) -> tuple[dict, list[str], list[dict]]:
+    """(metrics, greedy answers to the pair prompts, the pairs against the SFT model's answers) of one model.
+
+    The SFT model is evaluated first, without `own_answer_pairs`: they are built from its answers here, and
+    every aligned model is then scored on those same pairs."""
+    model, tokenizer = load(path)
+    prompts = rendered_pairs(tokenizer, pairs)[0]
     answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    if own_answer_pairs is None:
+        own_answer_pairs = against_own_answers(pairs, answers)
+    accuracy, margin = preference_scores(model, tokenizer, pairs)
+    own_accuracy, own_margin = preference_scores(model, tokenizer, own_answer_pairs)
     result = {
-        "preference_accuracy": 100 * mean(m > 0 for m in margins),
-        "mean_logp_margin": mean(margins),
+        "preference_accuracy": accuracy,
+        "mean_logp_margin": margin,
+        "preference_accuracy_vs_sft_answers": own_accuracy,
+        "mean_logp_margin_vs_sft_answers": own_margin,
     }
     if reward is not None:
         reward_model, reward_tokenizer = reward
@@ -74,4 +108,4 @@ def evaluate_model(
             **M.persona_scores(outputs, list(references), persona_names),
         )
     del model
-    return result, answers
+    return result, answers, own_answer_pairs

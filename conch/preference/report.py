@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 CHART_METRICS = [
     ("preference_accuracy", "preference accuracy (%)"),
+    ("preference_accuracy_vs_sft_answers", "pref. accuracy vs SFT's answers (%)"),
     ("persona_name_recall", "persona name recall (%)"),
     ("rouge_l", "ROUGE-L"),
 ]
@@ -87,7 +88,9 @@ th{{background:#f3f3f3}}img{{max-width:100%}}td{{overflow-wrap:anywhere}}</style
 <h1>{html.escape(title)}</h1>
 <p>{metrics["n_pairs"]} held-out preference pairs and {metrics["n_sft"]} SFT test records; greedy decoding, at
 most {metrics["max_new_tokens"]} new tokens. preference_accuracy: share of pairs where the model's
-log-probability of chosen exceeds that of rejected.</p>
+log-probability of chosen exceeds that of rejected. preference_accuracy_vs_sft_answers: the same on the
+{metrics.get("n_pairs_vs_sft_answers", 0)} pairs whose rejected side is the SFT model's own greedy answer (the
+sft column below), where the SFT model starts near 0 % and a gain shows what alignment changed.</p>
 <h2>Metrics</h2>
 <table><tr><th>metric</th>{head}</tr>{rows}</table>
 {reward_html}

@@ -1,0 +1,13 @@
+"""sha256 of the base model's weight files, computed once and shared by every experiment's run manifest."""
+
+import json
+from pathlib import Path
+
+from conch.hub import base_model_path
+from conch.provenance import weights_sha256
+
+path = base_model_path(snakemake.input.base)
+hashes = {"path": path, **weights_sha256(path)}
+Path(snakemake.output[0]).write_text(json.dumps(hashes, indent=2) + "\n", encoding="utf-8")
+with open(snakemake.log[0], "w", encoding="utf-8") as log:
+    log.write(f"{path}: {len(hashes['files'])} weight file(s), sha256 {hashes['sha256']}\n")
