@@ -31,6 +31,7 @@ include: "rules/serve.smk"
 include: "rules/experiments.smk"
 include: "rules/rag.smk"
 include: "rules/preference.smk"
+include: "rules/export.smk"
 
 
 rule all:

@@ -119,10 +119,11 @@ def served_model(experiment):
 
 def final_outputs():
     # experiment_outputs: rules/experiments.smk; rag_outputs: rules/rag.smk;
-    # PREFERENCE_OUTPUTS: rules/preference.smk
+    # PREFERENCE_OUTPUTS: rules/preference.smk; gguf_outputs: rules/export.smk
     return (
         expand("results/eval/{experiment}/report.html", experiment=EXPERIMENTS)
         + experiment_outputs()
         + rag_outputs()
         + PREFERENCE_OUTPUTS
+        + gguf_outputs()
     )
