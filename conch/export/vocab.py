@@ -23,7 +23,7 @@ LLAMA3_SPLIT = (
 
 # Pre-tokenizer pipeline (as `_steps` describes it) -> llama.cpp's name for the same splitting.
 PRE_TOKENIZERS = {
-    ("byte_level+regex",): "gpt2",  # GPT-2's regex inside ByteLevel: the scratch model's tokenizer
+    ("byte_level+regex",): "gpt-2",  # GPT-2's regex inside ByteLevel: the scratch model's tokenizer
     ("digits", "byte_level+regex"): "smollm",  # SmolLM/SmolLM2 as published: digits one by one, then GPT-2's
     (f"split:{QWEN2_SPLIT}", "byte_level"): "qwen2",
     (f"split:{LLAMA3_SPLIT}", "byte_level"): "llama-bpe",
