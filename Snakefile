@@ -41,6 +41,11 @@ if BRANCHES["preference"]:
     include: "rules/preference.smk"
 
 
+if BRANCHES["gguf"]:
+
+    include: "rules/export.smk"
+
+
 include: "rules/serve.smk"
 include: "rules/experiments.smk"
 include: "rules/webui.smk"

@@ -34,6 +34,7 @@ GPUS = config["compute"]["gpus"]
 BRANCHES = {
     "rag": config["rag"]["enabled"],
     "preference": bool(config["preference"]["methods"]),
+    "gguf": bool(config["export"]["gguf"]),
 }
 
 
@@ -141,4 +142,6 @@ def get_final_output():
         ]
     if BRANCHES["preference"]:
         final += expand(rules.evaluate_preference.output.report, experiment=EXPERIMENTS)
+    if BRANCHES["gguf"]:
+        final += expand(rules.export_gguf.output.check, experiment=EXPERIMENTS)
     return final
