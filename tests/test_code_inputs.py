@@ -34,7 +34,8 @@ def finished(tmp_path_factory) -> tuple[Path, Path, float]:
     """(copy of the repository, a workdir whose every output is up to date, the outputs' mtime).
 
     The outputs are empty stand-ins written with one timestamp, newer than every source file, so a dry run
-    plans nothing until a source changes. Directory outputs are the ones without a suffix."""
+    plans nothing until a source changes. Directory outputs are the ones without a suffix; benchmark files are
+    outputs too (compare_experiments reads the training jobs')."""
     root = tmp_path_factory.mktemp("code_inputs")
     repo = root / "repo"
     skip = shutil.ignore_patterns(
@@ -44,7 +45,8 @@ def finished(tmp_path_factory) -> tuple[Path, Path, float]:
     workdir = make_workdir(root / "work", default_config())
     stamp = time.time() + 5
     for job in dry_run(repo, workdir).values():
-        for output in filter(None, job.get("output", "").split(", ")):
+        outputs = [*job.get("output", "").split(", "), job.get("benchmark", "")]
+        for output in filter(None, outputs):
             path = workdir / output
             path.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir() if not path.suffix else path.touch()

@@ -124,4 +124,6 @@ def test_every_example_config_plans(tmp_path, example):
     workdir = make_workdir(tmp_path, default_config())
     shutil.copytree(REPO / "data" / "raw", workdir / "data" / "raw", dirs_exist_ok=True)
     jobs = planned_jobs(workdir, "--configfile", str(REPO / "config" / example))
-    assert jobs.get("all") == 1 and jobs.get("serve") == 1, jobs
+    # With several experiments the served one is chosen by the compare_experiments checkpoint, so `serve`
+    # is planned only once it has run; until then select_served stands for it.
+    assert jobs.get("all") == 1 and (jobs.get("serve") == 1 or jobs.get("select_served") == 1), jobs
