@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+
 import pytest
 from conftest import REPO
-from test_envs import imported_modules
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,12 @@ def test_what_no_gpu_holds_goes_to_host_memory_and_beyond_it_is_refused(meta_mod
 
 def test_serve_never_loads_the_model_in_its_own_process():
     """The serve job's process imports no torch (the server and the offline answer run in children), so it
-    holds no CUDA memory while the server loads the model."""
-    modules = imported_modules(REPO / "workflow_scripts" / "serve.py", set())
-    assert not {"torch", "transformers", "peft"} & modules, modules
+    holds no CUDA memory while the server loads the model: its module-level imports, run in a fresh
+    interpreter, leave torch, transformers and peft unloaded."""
+    tree = ast.parse((REPO / "workflow_scripts" / "serve.py").read_text(encoding="utf-8"))
+    imports = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    probe = "\n".join(
+        [*imports, "import sys", "print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"]
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", (proc.stdout, imports)
