@@ -14,7 +14,8 @@ from conftest import DEMO, REPO, SLURM_OPT_IN
 
 
 def test_no_test_reads_beside_the_repository():
-    """The workplace folders beside the clone (shared, models) exist on the development machine and in CI only; the demo files are vendored."""
+    """The workplace folders beside the clone (shared, models) exist on the development machine and in CI
+    only; the demo files are vendored."""
     outside = re.compile(r"""\.parents?\b[^\n]*["']shared["']|\.\./shared|/work/(shared|models)""")
     offenders = [
         f"{path.name}:{number}"
