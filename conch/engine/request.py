@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,6 +26,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+    token_ids: list[int] | None = None  # the generated tokens, end-of-turn included
 
 
 # Called by the engine with (request, piece of text or Completion) pairs, from its own thread.
@@ -44,7 +45,17 @@ class Request:
     text: Detokenizer
     post: Post
     generator: torch.Generator | None = None
-    generated: int = 0
+    token_ids: list[int] = field(default_factory=list)  # generated so far
     last: int = -1  # the latest token, fed back at the next step
+    slot: int = -1  # where its keys and values are, while it runs
+    past: int = 0  # tokens whose keys and values are in its slot
     finished: Completion | None = None
     cancelled: bool = False
+
+    @property
+    def generated(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def prefilled(self) -> bool:
+        return self.past >= len(self.prompt_ids)
