@@ -159,11 +159,29 @@ def test_curl_generate_is_walkthrough_compatible(server):
 def test_models_health_and_metrics(server, client):
     assert sorted(m.id for m in client.models.list().data) == ["tiny", "tiny-lora"]
     assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok", "models": ["tiny", "tiny-lora"]}
-    m = server.metrics()
+    before = server.wait_idle()
+    client.chat.completions.create(model="tiny", messages=ASK, temperature=0, max_tokens=20)
+    m = server.wait_idle()
     assert m['conch_requests_total{path="/v1/chat/completions",status="200"}'] >= 1
     assert m['conch_completion_tokens_total{model="tiny"}'] >= 20
     assert m['conch_request_latency_seconds_count{path="/v1/chat/completions"}'] >= 1
     assert m['conch_batch_slots{model="tiny"}'] == 16 and m['conch_queue_depth{model="tiny"}'] == 0
+
+    def added(series):
+        return m[series] - before.get(series, 0)
+
+    # Token timing histograms: one time to first token and queue time per request, a gap between every two tokens.
+    assert added('conch_time_to_first_token_seconds_count{model="tiny"}') == 1
+    assert added('conch_queue_time_seconds_count{model="tiny"}') == 1
+    assert added('conch_inter_token_latency_seconds_count{model="tiny"}') == 19
+    assert 0 < added('conch_time_to_first_token_seconds_sum{model="tiny"}') < 10
+    assert (
+        m['conch_inter_token_latency_seconds_bucket{model="tiny",le="+Inf"}']
+        == (m['conch_inter_token_latency_seconds_count{model="tiny"}'])
+    )
+    text = httpx.get(f"{server.base_url}/metrics").text
+    assert "# TYPE conch_time_to_first_token_seconds histogram" in text
+    assert "# TYPE conch_engine_events_total counter" in text
 
 
 def test_adapter_served_unmerged_matches_peft_offline(client):

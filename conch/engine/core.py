@@ -88,12 +88,15 @@ class Engine:
         max_tokens: int,
         stream: bool,
         post: Post,
+        submitted: float | None = None,
     ) -> Request:
-        """Add a request; `post` receives its pieces of text and its Completion (from the engine thread)."""
+        """Add a request; `post` receives its pieces of text and its Completion (from the engine thread).
+        `submitted`: when the caller submitted it, on time.monotonic()'s clock (default: now)."""
         seed = params.seed if params.seed is not None else random.getrandbits(63)
         generator = None if params.greedy else torch.Generator().manual_seed(seed)
         text = Detokenizer(self.tokenizer, params.stop, incremental=stream)
         req = Request(request_id, prompt_ids, params, max_tokens, stream, text, post, generator)
+        req.submitted = time.monotonic() if submitted is None else submitted
         self.scheduler.add(req)
         return req
 
@@ -134,7 +137,7 @@ class Engine:
         req.text.finish()
         tail = req.text.pending()
         req.finished = Completion(
-            req.text.text, reason, len(req.prompt_ids), req.generated, error, req.token_ids
+            req.text.text, reason, len(req.prompt_ids), req.generated, error, req.token_ids, _timings(req)
         )
         # Counted here, not per HTTP response: cancelled requests and internal callers (RAG) count too.
         self._count(
@@ -220,11 +223,12 @@ class Engine:
     def _take(self, logits: torch.Tensor, reqs: list[Request]) -> None:
         """Sample each request's next token (row i of `logits` is reqs[i]'s) and apply its stop conditions."""
         tokens = sample(logits, reqs)
-        deliveries = []
+        now, deliveries = time.monotonic(), []
         for req, token in zip(reqs, tokens, strict=True):
             if req.finished is not None or req.cancelled:
                 continue
             req.token_ids.append(token)
+            req.token_times.append(now)
             req.last = token
             if token in self.stop_ids:
                 self._finish(req, "stop")
@@ -243,3 +247,13 @@ class Engine:
             by_sink[req.post].append((req, piece))
         for post, items in by_sink.items():
             post(items)
+
+
+def _timings(req: Request) -> dict:
+    times = req.token_times
+    timings = {"inter_token_seconds": [b - a for a, b in zip(times, times[1:], strict=False)]}
+    if req.admitted is not None:
+        timings["queue_seconds"] = req.admitted - req.submitted
+    if times:
+        timings["first_token_seconds"] = times[0] - req.submitted
+    return timings

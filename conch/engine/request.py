@@ -27,6 +27,8 @@ class Completion:
     completion_tokens: int
     error: str | None = None
     token_ids: list[int] | None = None  # the generated tokens, end-of-turn included
+    # queue_seconds, first_token_seconds (from submission, as far as they got) and inter_token_seconds
+    timings: dict | None = None
 
 
 # Called by the engine with (request, piece of text or Completion) pairs, from its own thread.
@@ -47,6 +49,9 @@ class Request:
     generator: torch.Generator | None = None
     token_ids: list[int] = field(default_factory=list)  # generated so far
     last: int = -1  # the latest token, fed back at the next step
+    submitted: float = 0.0  # time.monotonic() when the server submitted it (the same clock in every process)
+    admitted: float | None = None  # when it got a slot
+    token_times: list[float] = field(default_factory=list)  # when each token was sampled
     slot: int = -1  # where its keys and values are, while it runs
     past: int = 0  # tokens whose keys and values are in its slot
     finished: Completion | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 
 from conch.engine.request import Request
 
@@ -48,10 +49,10 @@ class Scheduler:
         with self._cv:
             while not self.stopping and not self.waiting and not self.running:
                 self._cv.wait()
-            admitted = []
+            admitted, now = [], time.monotonic()
             while self.waiting and len(self.running) < self.max_batch_size:
                 req = self.waiting.popleft()
-                req.slot = len(self.running)
+                req.slot, req.admitted = len(self.running), now
                 self.running.append(req)
                 admitted.append(req)
             return admitted

@@ -30,7 +30,8 @@ def create_app(
     `api_key`, when set, is required as `Authorization: Bearer <key>` on every endpoint but /health and the
     page. `rag_index` adds the RAG router (conch.rag.api) bound to the default model.
     """
-    models, metrics = ModelRegistry(settings), Metrics()
+    metrics = Metrics()
+    models = ModelRegistry(settings, metrics)
     chat, completions = ChatServing(models), CompletionServing(models)
 
     def load() -> None:

@@ -6,10 +6,10 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from conch.server import protocol as p
-from conch.server.metrics import Metrics
+from conch.server.metrics import CONTENT_TYPE, Metrics
 from conch.server.models import ModelRegistry
 from conch.server.page import chat_page
 from conch.server.serving_chat import ChatServing
@@ -37,9 +37,7 @@ def build_router(
     @router.get("/metrics")
     async def metrics_text():
         stats = {name: await engine.stats() for name, engine in models.engines.items()}
-        return PlainTextResponse(
-            metrics.render(models.engines, stats), media_type="text/plain; version=0.0.4"
-        )
+        return Response(metrics.render(models.engines, stats), media_type=CONTENT_TYPE)
 
     @router.get("/v1/models")
     async def list_models():
