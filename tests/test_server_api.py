@@ -14,7 +14,7 @@ import time
 import httpx
 import openai
 import pytest
-from test_server_support import main_server, offline_greedy
+from test_server_support import main_server, offline_greedy, streamed_chat
 
 from conch.server.smoke import smoke_test
 
@@ -50,16 +50,7 @@ def test_openai_chat_matches_offline_greedy(client):
 
 
 def test_openai_stream_concatenates_to_the_same_answer(client):
-    chunks = list(
-        client.chat.completions.create(
-            model="tiny",
-            messages=ASK,
-            temperature=0,
-            max_tokens=40,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    chunks = streamed_chat(client, model="tiny", messages=ASK, temperature=0, max_tokens=40)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == offline_greedy(ASK, 40)
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # really streamed

@@ -204,3 +204,8 @@ def offline_greedy(messages: list[dict], max_tokens: int, adapter: bool = False)
 
     model, tokenizer = offline_lora() if adapter else offline()
     return generate(model, tokenizer, [render(tokenizer, messages)], max_tokens)[0]
+
+
+def streamed_chat(client, **body) -> list:
+    """Every chunk of a streamed chat completion (openai client), usage chunk included."""
+    return list(client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True}))

@@ -4,8 +4,9 @@ front of its engine.
     app.py                  create_app: routes, middleware, error handlers, models loading in the background
     routes.py               the endpoints, each handing its work to the serving module of its family
     serving.py              what the families share: prompt checks, submitting, waiting, SSE
-    serving_chat.py         /v1/chat/completions and /generate (and the hook RAG answers through)
+    serving_chat.py         /v1/chat/completions and /generate
     serving_completions.py  /v1/completions
+    serving_rag.py          /v1/rag/query and /v1/rag/chat/completions (with --rag-index)
     protocol.py             OpenAI request schemas and response bodies
     models.py               the served models: an engine client per name, health
     errors.py               OpenAI-shaped errors

@@ -111,6 +111,18 @@ class ChatCompletionRequest(_Sampling):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
+class RagChatCompletionRequest(ChatCompletionRequest):
+    """The chat schema, plus how many chunks to retrieve (default: the index's `top_k`)."""
+
+    top_k: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+
+
+class RagQueryRequest(_Strict):
+    question: Annotated[StrictStr, Field(min_length=1)]
+    top_k: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+    similarity_threshold: Annotated[Number, Field(ge=-1, le=1)] | None = None
+
+
 class CompletionRequest(_Sampling):
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
     echo: StrictBool = False

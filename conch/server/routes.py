@@ -1,4 +1,4 @@
-"""The HTTP endpoints, each handing its work to the serving module of its family (chat, completions)."""
+"""The HTTP endpoints, each handing its work to the serving module of its family (chat, completions, RAG)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from conch.server.serving_completions import CompletionServing
 ROUTES = frozenset(
     {"/", "/health", "/metrics", "/generate", "/v1/models", "/v1/chat/completions", "/v1/completions"}
 )
+RAG_ROUTES = frozenset({"/v1/rag/query", "/v1/rag/chat/completions"})
 
 
 def build_router(
@@ -68,5 +69,20 @@ def build_router(
     @router.post("/v1/completions")
     async def text_completions(body: p.CompletionRequest, request: Request):
         return await completions.create(body, request)
+
+    return router
+
+
+def build_rag_router(rag) -> APIRouter:
+    """The knowledge-base endpoints (`rag`: a conch.server.serving_rag.RagServing)."""
+    router = APIRouter(tags=["rag"])
+
+    @router.post("/v1/rag/query")
+    async def rag_query(body: p.RagQueryRequest):
+        return await rag.query(body)
+
+    @router.post("/v1/rag/chat/completions")
+    async def rag_chat_completions(body: p.RagChatCompletionRequest, request: Request):
+        return await rag.create(body, request)
 
     return router

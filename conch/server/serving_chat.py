@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-from conch.engine.client import EngineClient
 from conch.engine.request import Completion
 from conch.engine.sampling import SamplingParams
 from conch.server import protocol as p
@@ -35,7 +34,7 @@ class ChatOutput:
         return reason
 
 
-class _ChatStream:
+class ChatStream:
     def __init__(self, rid: str, model: str, output: ChatOutput):
         self.rid, self.model, self.output = rid, model, output
 
@@ -75,7 +74,7 @@ class ChatServing(Serving):
         handle = self.submit(engine, ids, body.sampling(), budget, stream=body.stream)
         rid, output = f"chatcmpl-{uuid.uuid4().hex}", self.output_for(body)
         if body.stream:
-            return stream_response(handle, _ChatStream(rid, engine.name, output), body.include_usage)
+            return stream_response(handle, ChatStream(rid, engine.name, output), body.include_usage)
         result = check_finished(await self.wait(http_request, handle))
         return json_response(
             p.chat_body(
@@ -95,18 +94,3 @@ class ChatServing(Serving):
         handle = self.submit(engine, ids, SamplingParams(), budget, stream=False)
         result = check_finished(await self.wait(http_request, handle))
         return json_response({"generated_text": result.text})
-
-    async def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
-        """The default model's answer to a conversation (the hook RAG builds on)."""
-        engine: EngineClient = self.models.engine(None)
-        ids, budget = await self.tokenize(
-            engine, await self.render_chat(engine, messages), max_tokens, "messages"
-        )
-        handle = self.submit(engine, ids, SamplingParams(temperature=temperature), budget, stream=False)
-        try:
-            result = await handle.result()
-        finally:
-            handle.cancel()
-        if result.finish_reason == "error":
-            raise RuntimeError(f"generation failed: {result.error}")
-        return result.text

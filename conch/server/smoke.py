@@ -129,7 +129,12 @@ def smoke_test(
         hits = r.json().get("hits") if r.status_code == 200 else None
         checks["rag_query_status_200"] = r.status_code == 200
         checks["rag_query_hits_list"] = isinstance(hits, list)
-        body = {"model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
+        body = {
+            "model": name,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
         r = httpx.post(f"{base_url}/v1/rag/chat/completions", json=body, timeout=120)
         rag_content = _message_content(r.json() if r.status_code == 200 else {})
         checks["rag_chat_status_200"] = r.status_code == 200
