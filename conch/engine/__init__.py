@@ -12,7 +12,9 @@ the engine process produces.
     attention.py     attention over the slot KV cache, registered with transformers
     kv_cache.py      the batch's KV cache: a pre-allocated slot per running request
     prefix_cache.py  KV of prompt prefixes seen before
-    sampling.py      per-request sampling inside the batch
+    sampling.py      per-request sampling inside the batch: penalties, grammar masks, temperature, top-p
+    grammar.py       structured outputs: decoding constrained to a JSON schema (xgrammar), per request
+    logprobs.py      log-probabilities of the sampled tokens and their alternatives
     detokenizer.py   token ids to the text a client sees (incremental, stop strings)
     tokenizer.py     loading the tokenizer, encoding prompts
     request.py       a request inside the engine, and what it ends with

@@ -18,6 +18,7 @@ import time
 import torch
 
 from conch.engine.detokenizer import Detokenizer
+from conch.engine.grammar import Grammars
 from conch.engine.prefix_cache import PrefixCache, template_head
 from conch.engine.request import Completion, Post, Request
 from conch.engine.runner import make_runner
@@ -65,6 +66,7 @@ class Engine:
         # Every key exists from the start: /metrics shows zeros, and reading never races a dict resize.
         self.counters = collections.Counter(dict.fromkeys(ENGINE_EVENTS, 0))
         self._count_lock = threading.Lock()
+        self.grammars: Grammars | None = None  # made for the first request with a JSON schema
         self._thread = threading.Thread(target=self._run, name=f"conch-engine-{name}", daemon=True)
 
     @torch.inference_mode()
@@ -97,8 +99,24 @@ class Engine:
         text = Detokenizer(self.tokenizer, params.stop, incremental=stream)
         req = Request(request_id, prompt_ids, params, max_tokens, stream, text, post, generator)
         req.submitted = time.monotonic() if submitted is None else submitted
+        if params.logprobs is not None:
+            req.logprobs = []
+        if params.json_schema is not None and not self._constrain(req):
+            return req
         self.scheduler.add(req)
         return req
+
+    def _constrain(self, req: Request) -> bool:
+        """Give the request its grammar matcher (compiling takes milliseconds, on the caller's thread)."""
+        try:
+            if self.grammars is None:
+                vocab = self.model.config.get_text_config().vocab_size
+                self.grammars = Grammars(self.tokenizer, vocab, self.stop_ids)
+            req.grammar = self.grammars.matcher(req.params.json_schema)
+        except Exception as exc:  # the server checks schemas first; this is what it could not foresee
+            self._finish(req, "error", f"the JSON schema cannot constrain decoding: {exc}")
+            return False
+        return True
 
     def cancel(self, req: Request) -> None:
         """Free the request's slot: a queued one leaves the queue now, a running one at the next step."""
@@ -137,13 +155,20 @@ class Engine:
         req.text.finish()
         tail = req.text.pending()
         req.finished = Completion(
-            req.text.text, reason, len(req.prompt_ids), req.generated, error, req.token_ids, _timings(req)
+            req.text.text,
+            reason,
+            len(req.prompt_ids),
+            req.generated,
+            error,
+            req.token_ids,
+            _timings(req),
+            logprobs=req.logprobs,
         )
         # Counted here, not per HTTP response: cancelled requests and internal callers (RAG) count too.
         self._count(
             **{f"finished_{reason}": 1}, prompt_tokens=len(req.prompt_ids), completion_tokens=req.generated
         )
-        items = ([tail] if tail and req.stream else []) + [req.finished]
+        items = ([req.piece(tail)] if tail and req.stream else []) + [req.finished]
         req.post([(req, item) for item in items])
 
     @torch.inference_mode()  # the KV cache is an inference tensor: only written to in inference mode
@@ -222,9 +247,9 @@ class Engine:
 
     def _take(self, logits: torch.Tensor, reqs: list[Request]) -> None:
         """Sample each request's next token (row i of `logits` is reqs[i]'s) and apply its stop conditions."""
-        tokens = sample(logits, reqs)
+        tokens, logprobs = sample(logits, reqs, self.grammars)
         now, deliveries = time.monotonic(), []
-        for req, token in zip(reqs, tokens, strict=True):
+        for req, token, logprob in zip(reqs, tokens, logprobs, strict=True):
             if req.finished is not None or req.cancelled:
                 continue
             req.token_ids.append(token)
@@ -233,6 +258,8 @@ class Engine:
             if token in self.stop_ids:
                 self._finish(req, "stop")
                 continue
+            if logprob is not None:
+                req.logprobs.append(logprob)
             stopped = req.text.add(token)
             if stopped:
                 self._finish(req, "stop")
@@ -241,7 +268,7 @@ class Engine:
             ):
                 self._finish(req, "length")
             elif req.stream and (piece := req.text.pending()):
-                deliveries.append((req, piece))
+                deliveries.append((req, req.piece(piece)))
         by_sink = collections.defaultdict(list)  # one hand-over per destination and step
         for req, piece in deliveries:
             by_sink[req.post].append((req, piece))
