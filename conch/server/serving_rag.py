@@ -31,25 +31,26 @@ from conch.rag.prompt import (
 from conch.rag.retrieve import Retriever
 from conch.server import protocol as p
 from conch.server.errors import ApiError
-from conch.server.serving import check_finished, json_response, stream_response
-from conch.server.serving_chat import ChatOutput, ChatServing, ChatStream
+from conch.server.serving import check_finished, json_response, total_usage
+from conch.server.serving_chat import ChatServing, ChatStream
 
 
 class _RagStream(ChatStream):
-    def __init__(self, rid: str, model: str, output: ChatOutput, extras: dict, used: list[dict]):
-        super().__init__(rid, model, output)
-        self.extras, self.used, self.text = extras, used, []
+    def __init__(self, rid, model, outputs, texts, extras: dict, used: list[dict]):
+        super().__init__(rid, model, outputs, texts)
+        self.extras, self.used, self.text = extras, used, [[] for _ in outputs]
 
-    def opening(self) -> list[dict]:
-        return [{**chunk, **self.extras} for chunk in super().opening()]
+    def opening(self, index: int) -> list[dict]:
+        chunks = super().opening(index)
+        return [{**chunk, **self.extras} for chunk in chunks] if index == 0 else chunks
 
-    def piece(self, text: str) -> list[dict]:
-        self.text.append(text)
-        return super().piece(text)
+    def piece(self, index: int, text: str, logprobs: list | None) -> list[dict]:
+        self.text[index].append(text)
+        return super().piece(index, text, logprobs)
 
-    def closing(self, result: Completion) -> list[dict]:
-        *chunks, last = super().closing(result)
-        return [*chunks, {**last, "citations": _citations("".join(self.text), self.used)}]
+    def closing(self, index: int, result: Completion, logprobs: list | None) -> list[dict]:
+        *chunks, last = super().closing(index, result, logprobs)
+        return [*chunks, {**last, "citations": _citations("".join(self.text[index]), self.used)}]
 
 
 def _citations(text: str, used: list[dict]) -> list[dict]:
@@ -118,23 +119,24 @@ class RagServing(ChatServing):
             ids, budget = await self.tokenize(
                 engine, await self.render_chat(engine, messages), budget, "messages"
             )
-            handle = self.submit(engine, ids, body.sampling(), budget, stream=body.stream)
+            handles = self.submit_choices(engine, ids, body, budget)
         else:  # nothing to answer from: the model is not asked
-            answer = no_answer(question)
-            handle = Handle()
-            handle.put(answer)
-            handle.put(Completion(answer, "stop", 0, 0))
-        rid, output = f"chatcmpl-rag-{uuid.uuid4().hex}", self.output_for(body)
+            handles = [_answered(no_answer(question), body.logprobs) for _ in range(body.n)]
+        rid = f"chatcmpl-rag-{uuid.uuid4().hex}"
         if body.stream:
-            return stream_response(
-                handle, _RagStream(rid, engine.name, output, extras, used), body.include_usage
-            )
-        result = check_finished(handle.finished if not used else await self.wait(http_request, handle))
-        chat = p.chat_body(
-            rid,
-            engine.name,
-            output.message(result.text),
-            output.finish_reason(result.finish_reason),
-            p.usage(result.prompt_tokens, result.completion_tokens),
-        )
-        return json_response({**chat, **extras, "citations": _citations(result.text, used)})
+            return self.stream(engine, body, handles, rid, _RagStream, extras=extras, used=used)
+        if used:
+            results = check_finished(await self.wait(http_request, handles))
+        else:
+            results = [handle.finished for handle in handles]
+        chat = p.chat_body(rid, engine.name, self.choices(engine, body, results), total_usage(results))
+        # Citations: those of the first choice's answer.
+        return json_response({**chat, **extras, "citations": _citations(results[0].text, used)})
+
+
+def _answered(answer: str, logprobs: bool | None) -> Handle:
+    """A handle already holding a fixed answer (no tokens generated, so no logprobs either)."""
+    handle = Handle()
+    handle.put(answer if not logprobs else (answer, []))
+    handle.put(Completion(answer, "stop", 0, 0, logprobs=[] if logprobs else None))
+    return handle
