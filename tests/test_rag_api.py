@@ -186,6 +186,25 @@ def test_chat_routes_to_the_named_model_and_streams(server):
         rag.chat.completions.create(model="gpt-4", messages=ASK)
 
 
+def test_chat_takes_the_chat_endpoints_choices_logprobs_and_json_schema(server):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    resp = client(server).chat.completions.create(
+        model="conch",
+        messages=ASK,
+        max_tokens=30,
+        temperature=1.0,
+        seed=2,
+        n=2,
+        logprobs=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
+    )
+    assert [c.index for c in resp.choices] == [0, 1] and resp.model_extra["references"]
+    for choice in resp.choices:
+        assert choice.finish_reason == "stop" and isinstance(json.loads(choice.message.content)["ok"], bool)
+    # Usage sums the choices; logprobs cover every token but each choice's end-of-turn.
+    assert sum(len(c.logprobs.content) for c in resp.choices) == resp.usage.completion_tokens - 2
+
+
 def test_chat_says_it_does_not_know_when_nothing_passes_the_threshold(server):
     rag = client(server)
     before = completion_tokens(server, "conch")
