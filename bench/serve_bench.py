@@ -1,13 +1,18 @@
-"""Serving benchmark: conch's server against the walkthrough's (bench/reference_server.py), same merged model.
+"""Serving benchmark: conch, `transformers serve --continuous-batching` and the walkthrough's server, one model.
 
-Both get the same closed-loop load (N clients, each sending its next request when the last one is answered) on
-GET /generate: same prompts, greedy decoding, same max tokens. Prints requests/s, completion tokens/s, p50 and
-p95 latency per server and concurrency, and conch's ratios to the reference.
+All three get the same closed-loop load (N clients, each sending its next question when its last one is
+answered): distinct chat questions (no repeats a cache could answer), the model's chat template, greedy, the
+same `max_tokens`, stopping at the model's end-of-turn token. conch and transformers are asked through
+`POST /v1/chat/completions` with `stream: true` (so time to first token is measured); the walkthrough's server
+(bench/reference_server.py, a blocking `generate` in an `async def`) only has `GET /generate`, whose first token
+arrives with the whole answer. Measurements alternate between the servers in rounds, to even out noisy
+neighbours. Prints completion tokens/s, requests/s, p50/p95 latency, p50/p95 time to first token and server CPU
+per completion token, and conch's ratios; checks how many greedy answers the servers agree on.
 
-    .venv/bin/python bench/serve_bench.py --model /tmp/merged-model [--requests-per-client 8] [--threads 2]
+    .venv/bin/python bench/serve_bench.py --model /work/models/smollm2-hf --rounds 3 --json out.json
+    .venv/bin/python bench/serve_bench.py --model scratch     # the default config's scratch architecture
 
-Not a test: numbers depend on the machine. Copy the merged model somewhere stable first (the workflow may
-rebuild results/ while this runs).
+Not a test: numbers depend on the machine (run it alone: `flock -x /tmp/conch-timing.lock ...`).
 """
 
 from __future__ import annotations
@@ -18,154 +23,53 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
-import time
 import urllib.parse
 from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, REPO)
+from bench.http_load import Answer, Connection  # noqa: E402
+from bench.questions import QUESTIONS, question  # noqa: E402
 from conch.server.smoke import free_port, running_server  # noqa: E402
 
-QUESTIONS = [
-    "Should I {}?",
-    "Is it a good idea to {}?",
-    "Can I {} today?",
-    "Will I {} tomorrow?",
-    "我应该{}吗？",
-    "Tell me whether to {}.",
-    "Oh Magic Conch, should I {}?",
-    "Do you think I can {}?",
-]
-ACTIONS = [
-    "ask for a raise",
-    "learn Python",
-    "go fishing",
-    "eat a sandwich",
-    "visit the sea",
-    "buy a boat",
-    "call my friend",
-    "sing a song",
-    "read a book",
-    "plant a tree",
-    "paint the fence",
-    "take a nap",
-    "bake bread",
-    "climb a hill",
-    "watch the stars",
-    "cook dinner",
-    "write a letter",
-    "ride a bike",
-    "clean my room",
-    "feed the cat",
-    "build a sandcastle",
-    "play the clarinet",
-    "go jellyfishing",
-    "open a restaurant",
-    "study for the test",
-    "fly a kite",
-    "wash the car",
-    "adopt a snail",
-]
+SERVERS = ("reference", "transformers", "conch")
 
 
-WHEN = ["", " this week", " after lunch", " with my friends"]
+def ask(kind: str, connection: Connection, text: str, max_tokens: int) -> asyncio.Future[Answer]:
+    if kind == "reference":
+        query = urllib.parse.urlencode({"prompt": text, "max_new_tokens": max_tokens})
+        return connection.get_json(f"/generate?{query}")
+    body = {"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, "temperature": 0}
+    return connection.post_chat("/v1/chat/completions", {**body, "stream": True})
 
 
-def prompt(n: int) -> str:
-    """The n-th benchmark question (of 896, all different, so no server can answer a repeat from a cache)."""
-    action = (
-        ACTIONS[(n // len(QUESTIONS)) % len(ACTIONS)]
-        + WHEN[(n // len(QUESTIONS) // len(ACTIONS)) % len(WHEN)]
-    )
-    return QUESTIONS[n % len(QUESTIONS)].format(action)
-
-
-class Connection:
-    """A minimal keep-alive HTTP/1.1 client: the load generator shares the 2 CPUs with the servers, so it must
-    cost far less per request than either server (httpx costs about a millisecond)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.reader = self.writer = None
-
-    async def get_json(self, target: str) -> dict:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(
-            next(
-                line.split(b":", 1)[1]
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-        )
-        body = json.loads(await self.reader.readexactly(length))
-        if status != 200:
-            raise RuntimeError(f"{target}: HTTP {status}: {body}")
-        return body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def target(prompt: str, max_tokens: int) -> str:
-    return "/generate?" + urllib.parse.urlencode({"prompt": prompt, "max_new_tokens": max_tokens})
-
-
-async def closed_loop(
-    port: int, concurrency: int, per_client: int, max_tokens: int, first: int
-) -> tuple[float, list, list]:
-    """Seconds, latencies and answers of `concurrency` clients sending `per_client` requests each, questions
-    numbered from `first`."""
-    latencies, answers = [], {}
-    connections = [Connection(port) for _ in range(concurrency)]
+async def closed_loop(kind: str, port: int, clients: int, per_client: int, max_tokens: int, first: int):
+    """Seconds and answers (in question order) of `clients` clients sending `per_client` questions each."""
+    answers: dict[int, Answer] = {}
+    connections = [Connection(port) for _ in range(clients)]
 
     async def client(worker: int) -> None:
         for i in range(per_client):
-            start = time.perf_counter()
-            body = await connections[worker].get_json(
-                target(prompt(first + worker * per_client + i), max_tokens)
-            )
-            latencies.append(time.perf_counter() - start)
-            answers[worker, i] = body["generated_text"]
+            n = first + worker * per_client + i
+            answers[n] = await ask(kind, connections[worker], question(n), max_tokens)
 
     try:
-        # Open connections and warm the server the same way for both before the clock starts.
-        await asyncio.gather(
-            *(
-                c.get_json(target(prompt(first + concurrency * per_client + i), 4))
-                for i, c in enumerate(connections)
-            )
-        )
-        start = time.perf_counter()
-        await asyncio.gather(*(client(w) for w in range(concurrency)))
-        return time.perf_counter() - start, latencies, [answers[k] for k in sorted(answers)]
+        # Open the connections and warm the server the same way for all before the clock starts.
+        warm = first + clients * per_client
+        await asyncio.gather(*(ask(kind, c, question(warm + i), 4) for i, c in enumerate(connections)))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.gather(*(client(w) for w in range(clients)))
+        return loop.time() - start, [answers[n] for n in sorted(answers)]
     finally:
         for c in connections:
             c.close()
-
-
-def summarize(seconds: float, latencies: list[float], answers: list[str], cpu_s: float, tokenizer) -> dict:
-    tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
-    latencies = sorted(latencies)
-    return {
-        "requests": len(latencies),
-        "seconds": seconds,
-        "req_per_s": len(latencies) / seconds,
-        "tok_per_s": tokens / seconds,
-        "mean_tokens": tokens / len(latencies),
-        "p50_s": statistics.median(latencies),
-        "p95_s": latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)],
-        # CPU the server process spent per request: what the machine's other load cannot distort much.
-        "cpu_ms_per_request": 1000 * cpu_s / len(latencies),
-    }
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -177,128 +81,193 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def server_commands(args, ports: dict[str, int]) -> dict[str, list[str]]:
-    py, common = sys.executable, ["--max-new-tokens", str(args.max_tokens), "--threads", str(args.threads)]
-    reference = Path(__file__).with_name("reference_server.py")
-    return {
-        "reference": [py, str(reference), "--model", args.model, "--port", str(ports["reference"]), *common],
-        "conch": [
-            py,
-            "-m",
-            "conch.server",
-            "--model",
-            args.model,
-            "--port",
-            str(ports["conch"]),
-            *common,
-            "--max-batch-size",
-            str(max(args.concurrency)),
-            "--no-access-log",
-        ],
+def server_commands(args, model: str, ports: dict[str, int]) -> dict[str, list[str]]:
+    py, tokens, threads = sys.executable, str(args.max_tokens), str(args.threads)
+    transformers_cli = str(Path(sys.executable).with_name("transformers"))
+    commands = {
+        "reference": [py, str(Path(__file__).with_name("reference_server.py")), "--model", model]
+        + ["--port", str(ports["reference"]), "--max-new-tokens", tokens, "--threads", threads],
+        "transformers": [transformers_cli, "serve", "--continuous-batching", "--device", "cpu", "--dtype"]
+        + ["float32", "--host", "127.0.0.1", "--port", str(ports["transformers"]), model],
+        "conch": [py, "-m", "conch.server", "--model", model, "--port", str(ports["conch"])]
+        + ["--max-new-tokens", tokens, "--threads", threads, "--max-batch-size", str(max(args.concurrency))]
+        + ["--no-access-log"],
     }
+    return {kind: commands[kind] for kind in args.servers}
 
 
-def measure(args, log_dir: Path) -> dict:
-    """(server, concurrency) -> (seconds, latencies, answers, server CPU seconds), rounds alternating servers."""
-    ports = {"reference": free_port(), "conch": free_port()}
-    commands = server_commands(args, ports)
-    runs = {(kind, c): ([], [], [], []) for kind in commands for c in args.concurrency}
+def measure(args, model: str, log_dir: Path) -> tuple[dict, dict]:
+    """(server, concurrency) -> [seconds, answers, server CPU seconds] summed over rounds; and the commands."""
+    ports = {kind: free_port() for kind in args.servers}
+    commands = server_commands(args, model, ports)
+    # transformers serve has no thread option: torch takes OMP_NUM_THREADS, as in the others' --threads.
+    env = {
+        "OMP_NUM_THREADS": str(args.threads),
+        "HF_HUB_OFFLINE": "1",
+        "CONCH_API_KEY": "",
+        "PYTHONPATH": REPO,
+    }
+    runs = {(kind, c): [0.0, [], 0.0] for kind in commands for c in args.concurrency}
     with contextlib.ExitStack() as stack:
-        processes = {
-            kind: psutil.Process(
-                stack.enter_context(
-                    running_server(command, f"http://127.0.0.1:{ports[kind]}", log_dir / f"{kind}.log")
-                ).pid
+        processes = {}
+        for kind, command in commands.items():
+            url, log = f"http://127.0.0.1:{ports[kind]}", log_dir / f"{kind}.log"
+            processes[kind] = psutil.Process(
+                stack.enter_context(running_server(command, url, log, 600, env)).pid
             )
-            for kind, command in commands.items()
-        }
         first = 0
         for r in range(args.rounds):
             for c in args.concurrency:
                 per_client = max(1, args.requests // c)
-                for kind in commands:  # the same questions for both servers
-                    cpu_before = cpu_seconds(processes[kind])
-                    seconds, latencies, answers = asyncio.run(
-                        closed_loop(ports[kind], c, per_client, args.max_tokens, first)
+                order = list(commands)[r % len(commands) :] + list(commands)[: r % len(commands)]
+                for kind in order:  # the same questions for every server
+                    before = cpu_seconds(processes[kind])
+                    seconds, answers = asyncio.run(
+                        closed_loop(kind, ports[kind], c, per_client, args.max_tokens, first)
                     )
-                    run_seconds, run_latencies, run_answers, run_cpu = runs[kind, c]
-                    run_seconds.append(seconds)
-                    run_latencies.extend(latencies)
-                    run_answers.extend(answers)
-                    run_cpu.append(cpu_seconds(processes[kind]) - cpu_before)
+                    run = runs[kind, c]
+                    run[0] += seconds
+                    run[1] += answers
+                    run[2] += cpu_seconds(processes[kind]) - before
                     print(
-                        f"  round {r + 1} c={c:<3d} {kind:9s} {len(latencies) / seconds:8.2f} req/s",
+                        f"  round {r + 1} c={c:<3d} {kind:12s} {len(answers) / seconds:7.2f} req/s",
                         flush=True,
                     )
                 first += c * per_client + c
-    return runs
+    return runs, commands
 
 
-def print_table(results: dict, concurrency: list[int]) -> None:
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[max(0, math.ceil(q * len(values)) - 1)]
+
+
+def summarize(seconds: float, answers: list[Answer], cpu: float, tokenizer) -> dict:
+    tokens = sum(len(tokenizer(a.text, add_special_tokens=False)["input_ids"]) for a in answers)
+    latencies, firsts = [a.seconds for a in answers], [a.first_token_seconds for a in answers]
+    return {
+        "requests": len(answers),
+        "seconds": seconds,
+        "req_per_s": len(answers) / seconds,
+        "tok_per_s": tokens / seconds,
+        "mean_tokens": tokens / len(answers),
+        "p50_s": statistics.median(latencies),
+        "p95_s": percentile(latencies, 0.95),
+        "ttft_p50_s": statistics.median(firsts),
+        "ttft_p95_s": percentile(firsts, 0.95),
+        # CPU the server's processes spent per token: what the machine's other load distorts least.
+        "cpu_ms_per_token": 1000 * cpu / max(tokens, 1),
+    }
+
+
+def print_table(results: dict, args) -> None:
     print(
-        "\n| concurrency | server | requests/s | completion tokens/s | p50 latency (s) | p95 latency (s) "
-        "| server CPU ms / request |"
+        "\n| clients | server | completion tokens/s | requests/s | p50 (s) | p95 (s) | TTFT p50 (s) "
+        "| TTFT p95 (s) | server CPU ms / token |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
     )
-    print("|---|---|---|---|---|---|---|")
-    for c in concurrency:
-        ref, ours = results[f"reference/c={c}"], results[f"conch/c={c}"]
-        for kind, r in (("reference", ref), ("conch", ours)):
+    for c in args.concurrency:
+        for kind in args.servers:
+            r = results[f"{kind}/c={c}"]
             print(
-                f"| {c} | {kind} | {r['req_per_s']:.1f} | {r['tok_per_s']:.1f} | {r['p50_s']:.3f} "
-                f"| {r['p95_s']:.3f} | {r['cpu_ms_per_request']:.1f} |"
+                f"| {c} | {kind} | {r['tok_per_s']:.1f} | {r['req_per_s']:.2f} | {r['p50_s']:.3f} | {r['p95_s']:.3f} "
+                f"| {r['ttft_p50_s']:.3f} | {r['ttft_p95_s']:.3f} | {r['cpu_ms_per_token']:.1f} |"
             )
-        print(
-            f"| {c} | conch ÷ reference | **{ours['req_per_s'] / ref['req_per_s']:.2f}×** "
-            f"| **{ours['tok_per_s'] / ref['tok_per_s']:.2f}×** | {ours['p50_s'] / ref['p50_s']:.2f}× "
-            f"| {ours['p95_s'] / ref['p95_s']:.2f}× "
-            f"| {ours['cpu_ms_per_request'] / ref['cpu_ms_per_request']:.2f}× |"
+    if "conch" not in args.servers:
+        return
+    print()
+    for c in args.concurrency:
+        ours = results[f"conch/c={c}"]
+        for kind in (k for k in args.servers if k != "conch"):
+            theirs = results[f"{kind}/c={c}"]
+            print(
+                f"c={c}: conch ÷ {kind}: tokens/s {ours['tok_per_s'] / theirs['tok_per_s']:.2f}×, "
+                f"p50 latency {ours['p50_s'] / theirs['p50_s']:.2f}×, "
+                f"TTFT p50 {ours['ttft_p50_s'] / theirs['ttft_p50_s']:.2f}×"
+            )
+
+
+def agreement(runs: dict, args) -> dict:
+    """Per server and concurrency: the share of greedy answers equal to the first server's."""
+    base = args.servers[0]
+    return {
+        f"{kind}/c={c}": statistics.mean(
+            a.text.strip() == b.text.strip() for a, b in zip(runs[kind, c][1], runs[base, c][1], strict=True)
         )
+        for kind in args.servers[1:]
+        for c in args.concurrency
+    }
+
+
+def scratch_model(directory: Path) -> str:
+    """The default config's scratch architecture, random init, its tokenizer trained on the questions."""
+    import yaml
+
+    from conch.scratch import build_scratch_model
+
+    config = yaml.safe_load((Path(REPO) / "config" / "config.yaml").read_text())
+    scratch = dict(config["base_model"]["scratch"])
+    records = [
+        {"messages": [{"role": "user", "content": question(n)}, {"role": "assistant", "content": "Maybe."}]}
+        for n in range(QUESTIONS)
+    ]
+    seed, vocab_size = scratch.pop("seed"), scratch.pop("vocab_size")
+    train = config["train"]
+    build_scratch_model(
+        records,
+        directory,
+        arch=scratch,
+        vocab_size=vocab_size,
+        seed=seed,
+        template=config["template"],
+        default_system=train.get("default_system"),
+    )
+    return str(directory)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="merged model directory")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=48, help="requests per server, concurrency and round")
+    parser.add_argument("--model", required=True, help="model directory, or `scratch`")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16], help="clients (closed loop)")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=32, help="requests per server, concurrency and round")
     parser.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="measurements alternate between the servers this many times (evens out noisy neighbours)",
+        "--rounds", type=int, default=3, help="measurements alternate between servers this often"
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in each server")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in each server")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
     log_dir = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    model = scratch_model(log_dir / "scratch-model") if args.model == "scratch" else args.model
+    tokenizer = AutoTokenizer.from_pretrained(model)
     print(
-        f"model {args.model}; max_tokens {args.max_tokens}; torch threads {args.threads}; {args.rounds} rounds "
-        f"of {args.requests} requests; {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-        f"logs in {log_dir}",
+        f"model {args.model}; max_tokens {args.max_tokens}; torch threads {args.threads}; {args.rounds} rounds of "
+        f"{args.requests} requests; {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; logs in "
+        f"{log_dir}",
         flush=True,
     )
-    runs = measure(args, log_dir)
+    runs, commands = measure(args, model, log_dir)
     results = {
-        f"{kind}/c={c}": summarize(sum(sec), lat, ans, sum(cpu), tokenizer)
-        for (kind, c), (sec, lat, ans, cpu) in runs.items()
+        f"{kind}/c={c}": summarize(seconds, answers, cpu, tokenizer)
+        for (kind, c), (seconds, answers, cpu) in runs.items()
     }
-    same = all(runs["conch", c][2] == runs["reference", c][2] for c in args.concurrency)
-    print(f"\ngreedy answers identical between the servers: {same}")
-    print_table(results, args.concurrency)
-    mean_tokens = results[f"conch/c={args.concurrency[0]}"]["mean_tokens"]
+    agree = agreement(runs, args)
     print(
-        f"\nmean completion tokens per request: {mean_tokens:.1f}; load average now {os.getloadavg()[0]:.1f}"
+        f"\ngreedy answers equal to {args.servers[0]}'s: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in agree.items())
     )
+    print_table(results, args)
+    print(f"\nload average now {os.getloadavg()[0]:.1f}")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"args": vars(args), "identical_answers": same, "results": results}, indent=2) + "\n"
-        )
+        record = {"args": vars(args), "commands": commands, "agreement": agree, "results": results}
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    if args.model == "scratch":
+        shutil.rmtree(log_dir / "scratch-model", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,18 @@
-"""The RAG router in a real FastAPI app over uvicorn on 127.0.0.1, answering with a real (tiny) model through
-the openai client; and the eval rule's script on the same index and model."""
+"""The knowledge-base endpoints of a real conch server on 127.0.0.1 (two tiny models, an index of a few example
+documents), through the openai client and httpx; and the eval rule's script on the same index and model."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import runpy
-import socket
-import threading
-import time
 from types import SimpleNamespace
 
 import httpx
+import openai
 import pytest
 from conftest import REPO
+from test_server_support import start_server, streamed_chat
 
 from conch.rag.chunk import Chunker
 from conch.rag.embed import Embedder, EmbeddingCache
@@ -80,47 +78,49 @@ def rag_setup(tmp_path_factory):
         max_context_tokens=CONTEXT,
         retrieval={"top_k": 3},
     )
-    return SimpleNamespace(work=work, model=model, tokenizer=tokenizer, kb=kb)
+    return SimpleNamespace(work=work, model=model, tokenizer=tokenizer, kb=kb, records=records, arch=arch)
 
 
 @pytest.fixture(scope="module")
 def server(rag_setup):
-    import uvicorn
-    from fastapi import FastAPI
+    """A real conch server with the index and two models: the one the index was chunked for ("conch") and
+    another ("conch-b", other weights), which requests can pick by name."""
+    from conch.scratch import build_scratch_model
 
-    from conch.modeling import generate, render
-    from conch.rag.api import build_router
-
-    calls = []
-
-    async def complete(messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
-        calls.append(messages)
-        prompt = render(rag_setup.tokenizer, messages)
-        (text,) = await asyncio.to_thread(
-            generate, rag_setup.model, rag_setup.tokenizer, [prompt], max_tokens
+    other = rag_setup.work / "model-b"
+    build_scratch_model(
+        rag_setup.records, other, arch=rag_setup.arch, vocab_size=400, seed=1, template="qwen"
+    )
+    config = rag_setup.work / "serve.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {"name": "conch", "path": str(rag_setup.work / "model")},
+                    {"name": "conch-b", "path": str(other)},
+                ],
+                "max_new_tokens": 24,
+            }
         )
-        return text
+    )
+    return start_server("rag", ["--config", str(config), "--rag-index", str(rag_setup.work / "index")])
 
-    app = FastAPI()
-    app.include_router(build_router(str(rag_setup.work / "index"), complete, max_new_tokens=24))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.1)
-    assert srv.started, "uvicorn did not start"
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", calls=calls)
-    srv.should_exit = True
-    thread.join(timeout=10)
+
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{server.base_url}/v1/rag", api_key="unused", max_retries=0, timeout=120)
+
+
+def completion_tokens(server, model: str) -> float:
+    return server.wait_idle(model).get(f'conch_completion_tokens_total{{model="{model}"}}', 0)
 
 
 def test_query_returns_ranked_chunks_with_scores_and_sources(server):
     resp = httpx.post(
-        f"{server.url}/v1/rag/query", json={"question": "What instrument does Squidward play?"}, timeout=60
+        f"{server.base_url}/v1/rag/query",
+        json={"question": "What instrument does Squidward play?"},
+        timeout=60,
     )
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -133,72 +133,114 @@ def test_query_returns_ranked_chunks_with_scores_and_sources(server):
         hits[0]
     )
     zh = httpx.post(
-        f"{server.url}/v1/rag/query", json={"question": "怎样请教神奇海螺？", "top_k": 1}, timeout=60
+        f"{server.base_url}/v1/rag/query", json={"question": "怎样请教神奇海螺？", "top_k": 1}, timeout=60
     )
     assert [h["source"] for h in zh.json()["hits"]] == ["lore_zh/神奇海螺.md"]
     loose = httpx.post(
-        f"{server.url}/v1/rag/query",
+        f"{server.base_url}/v1/rag/query",
         json={"question": "zebra", "similarity_threshold": -1, "top_k": 2},
         timeout=60,
     )
     assert len(loose.json()["hits"]) == 2
 
 
-def test_chat_answers_from_numbered_chunks_through_the_openai_client(server):
-    from openai import OpenAI
+ASK = [{"role": "user", "content": "How do you consult the Magic Conch?"}]
 
-    client = OpenAI(base_url=f"{server.url}/v1/rag", api_key="unused", max_retries=0)
-    before = len(server.calls)
-    resp = client.chat.completions.create(
-        model="conch",
-        messages=[{"role": "user", "content": "How do you consult the Magic Conch?"}],
-        max_tokens=16,
-    )
-    assert len(server.calls) == before + 1, "the served model generated the answer"
-    system = server.calls[-1][0]["content"]
-    assert system.count("\n[1] ") == 1 and "[2] " in system and "only the numbered sources" in system
+
+def test_chat_answers_from_numbered_chunks_through_the_openai_client(server):
+    before = completion_tokens(server, "conch")
+    resp = client(server).chat.completions.create(model="conch", messages=ASK, max_tokens=16, temperature=0)
     extra = resp.model_extra
     refs = extra["references"]
     assert refs[0]["index"] == 1 and refs[0]["source"] == "lore/magic-conch.md"
-    assert f"[1] {refs[0]['title']}" in system and refs[0]["text"] in system
-    content = resp.choices[0].message.content
-    assert [c["index"] for c in extra["citations"]] == cited_numbers(content, len(refs))
+    assert [c["index"] for c in extra["citations"]] == cited_numbers(
+        resp.choices[0].message.content, len(refs)
+    )
     assert extra["answered_from_knowledge_base"] is True and resp.object == "chat.completion"
+    # The served model answered, and says how it ended: at end-of-turn, or at max_tokens.
+    used = resp.usage.completion_tokens
+    assert resp.model == "conch" and 0 < used <= 16 and used == completion_tokens(server, "conch") - before
+    assert resp.choices[0].finish_reason == ("length" if used == 16 else "stop")
+    # The prompt held the sources, not just the question.
+    assert resp.usage.prompt_tokens > sum(len(r["text"]) for r in refs) // 8
+
+
+def test_chat_routes_to_the_named_model_and_streams(server):
+    rag = client(server)
+    plain = rag.chat.completions.create(model="conch-b", messages=ASK, max_tokens=12, temperature=0)
+    assert plain.model == "conch-b" and plain.usage.completion_tokens == 12
+    default = rag.chat.completions.create(model="conch", messages=ASK, max_tokens=12, temperature=0)
+    assert default.choices[0].message.content != plain.choices[0].message.content  # other weights answered
+    before = completion_tokens(server, "conch-b")
+    chunks = streamed_chat(rag, model="conch-b", messages=ASK, max_tokens=12, temperature=0)
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == plain.choices[0].message.content
+    )
+    assert chunks[0].model_extra["references"] == plain.model_extra["references"]
+    closing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in closing] == ["length"]
+    assert closing[0].model_extra["citations"] == plain.model_extra["citations"]
+    assert chunks[-1].usage.completion_tokens == 12 == completion_tokens(server, "conch-b") - before
+    with pytest.raises(openai.NotFoundError, match="not found; available: conch, conch-b"):
+        rag.chat.completions.create(model="gpt-4", messages=ASK)
+
+
+def test_chat_takes_the_chat_endpoints_choices_logprobs_and_json_schema(server):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    resp = client(server).chat.completions.create(
+        model="conch",
+        messages=ASK,
+        max_tokens=30,
+        temperature=1.0,
+        seed=2,
+        n=2,
+        logprobs=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
+    )
+    assert [c.index for c in resp.choices] == [0, 1] and resp.model_extra["references"]
+    for choice in resp.choices:
+        assert choice.finish_reason == "stop" and isinstance(json.loads(choice.message.content)["ok"], bool)
+    # Usage sums the choices; logprobs cover every token but each choice's end-of-turn.
+    assert sum(len(c.logprobs.content) for c in resp.choices) == resp.usage.completion_tokens - 2
 
 
 def test_chat_says_it_does_not_know_when_nothing_passes_the_threshold(server):
-    from openai import OpenAI
-
-    client = OpenAI(base_url=f"{server.url}/v1/rag", api_key="unused", max_retries=0)
-    before = len(server.calls)
-    resp = client.chat.completions.create(
+    rag = client(server)
+    before = completion_tokens(server, "conch")
+    resp = rag.chat.completions.create(
         model="conch", messages=[{"role": "user", "content": "Who won the football world cup in 1998?"}]
     )
-    assert resp.choices[0].message.content == NO_ANSWER["en"]
+    assert resp.choices[0].message.content == NO_ANSWER["en"] and resp.choices[0].finish_reason == "stop"
     assert resp.model_extra["citations"] == [] and resp.model_extra["references"] == []
-    assert len(server.calls) == before, "the model is not asked to make something up"
-    zh = client.chat.completions.create(
-        model="conch", messages=[{"role": "user", "content": "如何申请美国签证？"}]
+    assert (
+        resp.usage.total_tokens == 0 and completion_tokens(server, "conch") == before
+    )  # the model was not asked
+    zh = rag.chat.completions.create(
+        model="conch", messages=[{"role": "user", "content": "如何申请美国签证？"}], stream=True
     )
-    assert zh.choices[0].message.content == NO_ANSWER["zh"]
+    assert "".join(c.choices[0].delta.content or "" for c in zh if c.choices) == NO_ANSWER["zh"]
 
 
-def test_bad_requests_get_clear_messages(server):
-    import openai
-
-    client = openai.OpenAI(base_url=f"{server.url}/v1/rag", api_key="unused", max_retries=0)
+def test_bad_requests_get_the_chat_endpoints_errors(server):
+    rag = client(server)
     long_question = "Why does the conch say nothing? " * 200
     with pytest.raises(openai.BadRequestError, match=r"the question is \d+ tokens.*context of 512 tokens"):
-        client.chat.completions.create(model="conch", messages=[{"role": "user", "content": long_question}])
-    resp = httpx.post(f"{server.url}/v1/rag/query", json={"question": long_question}, timeout=60)
-    assert resp.status_code == 400 and "shorten the question" in resp.json()["detail"]
-    with pytest.raises(openai.BadRequestError, match="streaming is not supported"):
-        client.chat.completions.create(
-            model="conch", messages=[{"role": "user", "content": "hi"}], stream=True
-        )
+        rag.chat.completions.create(model="conch", messages=[{"role": "user", "content": long_question}])
+    resp = httpx.post(f"{server.base_url}/v1/rag/query", json={"question": long_question}, timeout=60)
+    assert resp.status_code == 400 and "shorten the question" in resp.json()["error"]["message"]
+    assert resp.json()["error"]["param"] == "question"
     with pytest.raises(openai.BadRequestError, match="no user message"):
-        client.chat.completions.create(model="conch", messages=[{"role": "system", "content": "be brief"}])
-    assert httpx.post(f"{server.url}/v1/rag/query", json={"question": ""}, timeout=60).status_code == 422
+        rag.chat.completions.create(model="conch", messages=[{"role": "system", "content": "be brief"}])
+    for body, field in [
+        ({"messages": ASK, "temperature": "hot"}, "temperature"),
+        ({"messages": ASK, "top_k": 0}, "top_k"),
+        ({"messages": ASK, "tools": []}, "tools"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+    ]:
+        resp = httpx.post(f"{server.base_url}/v1/rag/chat/completions", json=body, timeout=60)
+        assert resp.status_code == 422 and resp.json()["error"]["param"] == field, resp.text
+    assert httpx.post(f"{server.base_url}/v1/rag/query", json={"question": ""}, timeout=60).status_code == 422
 
 
 def test_citation_numbers_are_parsed_within_range():

@@ -14,7 +14,7 @@ import time
 import httpx
 import openai
 import pytest
-from test_server_support import main_server, offline_greedy
+from test_server_support import main_server, offline_greedy, streamed_chat
 
 from conch.server.smoke import smoke_test
 
@@ -50,16 +50,7 @@ def test_openai_chat_matches_offline_greedy(client):
 
 
 def test_openai_stream_concatenates_to_the_same_answer(client):
-    chunks = list(
-        client.chat.completions.create(
-            model="tiny",
-            messages=ASK,
-            temperature=0,
-            max_tokens=40,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    chunks = streamed_chat(client, model="tiny", messages=ASK, temperature=0, max_tokens=40)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == offline_greedy(ASK, 40)
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # really streamed
@@ -159,11 +150,29 @@ def test_curl_generate_is_walkthrough_compatible(server):
 def test_models_health_and_metrics(server, client):
     assert sorted(m.id for m in client.models.list().data) == ["tiny", "tiny-lora"]
     assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok", "models": ["tiny", "tiny-lora"]}
-    m = server.metrics()
+    before = server.wait_idle()
+    client.chat.completions.create(model="tiny", messages=ASK, temperature=0, max_tokens=20)
+    m = server.wait_idle()
     assert m['conch_requests_total{path="/v1/chat/completions",status="200"}'] >= 1
     assert m['conch_completion_tokens_total{model="tiny"}'] >= 20
     assert m['conch_request_latency_seconds_count{path="/v1/chat/completions"}'] >= 1
     assert m['conch_batch_slots{model="tiny"}'] == 16 and m['conch_queue_depth{model="tiny"}'] == 0
+
+    def added(series):
+        return m[series] - before.get(series, 0)
+
+    # Token timing histograms: one time to first token and queue time per request, a gap between every two tokens.
+    assert added('conch_time_to_first_token_seconds_count{model="tiny"}') == 1
+    assert added('conch_queue_time_seconds_count{model="tiny"}') == 1
+    assert added('conch_inter_token_latency_seconds_count{model="tiny"}') == 19
+    assert 0 < added('conch_time_to_first_token_seconds_sum{model="tiny"}') < 10
+    assert (
+        m['conch_inter_token_latency_seconds_bucket{model="tiny",le="+Inf"}']
+        == (m['conch_inter_token_latency_seconds_count{model="tiny"}'])
+    )
+    text = httpx.get(f"{server.base_url}/metrics").text
+    assert "# TYPE conch_time_to_first_token_seconds histogram" in text
+    assert "# TYPE conch_engine_events_total counter" in text
 
 
 def test_adapter_served_unmerged_matches_peft_offline(client):

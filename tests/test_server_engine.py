@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from test_server_support import offline, offline_greedy, tiny_model
+from test_server_support import offline_greedy, tiny_model
 
 from conch.engine.client import EngineClient
 from conch.engine.core import Engine
@@ -22,7 +22,10 @@ from conch.modeling import render
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
-    return offline()
+    """A model of the engine's own (it switches the model's attention and linear layers), and the tokenizer."""
+    from conch.modeling import load
+
+    return load(tiny_model())
 
 
 def make_engine(model_and_tokenizer, **kwargs) -> Engine:

@@ -1,4 +1,4 @@
-"""`--rag-index`: the server mounts conch.rag.api's router and answers through its own engine."""
+"""`--rag-index`: the server serves the knowledge base (conch.server.serving_rag) and answers through its own engine."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,19 +88,37 @@ def tiny_adapter() -> str:
     return str(out)
 
 
+def _canonical(series: str) -> str:
+    """A series name with its labels in sorted order (Prometheus does not order them)."""
+    name, _, labels = series.partition("{")
+    pairs = sorted(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+    return name + ("{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else "")
+
+
+class Series(dict):
+    """Metric values by series, e.g. 'conch_active_slots{model="tiny"}' -> 0.0; label order does not matter."""
+
+    def __getitem__(self, series: str) -> float:
+        return super().__getitem__(_canonical(series))
+
+    def get(self, series: str, default=None):
+        return super().get(_canonical(series), default)
+
+
 class Server:
     def __init__(self, base_url: str, log: Path, proc: subprocess.Popen):
         self.base_url, self.log, self.proc = base_url, log, proc
 
-    def metrics(self) -> dict[str, float]:
-        """Series -> value, e.g. 'conch_active_slots{model="tiny"}' -> 0.0 (needs the key on keyed servers)."""
+    def metrics(self) -> Series:
+        """The /metrics exposition, parsed (needs the key on keyed servers)."""
         r = httpx.get(f"{self.base_url}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
         r.raise_for_status()
-        return {
-            k: float(v) for k, v in (line.rsplit(" ", 1) for line in r.text.splitlines() if line[:1] != "#")
-        }
+        return Series(
+            (_canonical(k), float(v))
+            for k, v in (line.rsplit(" ", 1) for line in r.text.splitlines() if line[:1] != "#")
+        )
 
-    def wait_idle(self, model: str = "tiny", timeout: float = 10.0) -> dict[str, float]:
+    def wait_idle(self, model: str = "tiny", timeout: float = 10.0) -> Series:
         """Metrics once no slot is busy and nothing is queued (fails the test if that never happens)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -185,3 +204,8 @@ def offline_greedy(messages: list[dict], max_tokens: int, adapter: bool = False)
 
     model, tokenizer = offline_lora() if adapter else offline()
     return generate(model, tokenizer, [render(tokenizer, messages)], max_tokens)[0]
+
+
+def streamed_chat(client, **body) -> list:
+    """Every chunk of a streamed chat completion (openai client), usage chunk included."""
+    return list(client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True}))

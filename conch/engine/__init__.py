@@ -6,11 +6,15 @@ the engine process produces.
 
     client.py        the server's side: start the engine process, submit/cancel, deliver results to the loop
     process.py       the engine process: load the model, serve the pipe
-    core.py          the step loop: prefill newcomers, decode everyone, finish who is done
-    scheduler.py     the waiting queue and who is admitted into the batch at each step
-    kv_cache.py      the batch's KV cache
+    core.py          the step loop: plan a step, run it, sample, finish who is done
+    scheduler.py     the waiting queue, slots, and what each step runs (decoding rows, prompt chunks)
+    runner.py        one forward pass over a packed step (or, for models that cannot be packed, per request)
+    attention.py     attention over the slot KV cache, registered with transformers
+    kv_cache.py      the batch's KV cache: a pre-allocated slot per running request
     prefix_cache.py  KV of prompt prefixes seen before
-    sampling.py      per-request sampling inside the batch
+    sampling.py      per-request sampling inside the batch: penalties, grammar masks, temperature, top-p
+    grammar.py       structured outputs: decoding constrained to a JSON schema (xgrammar), per request
+    logprobs.py      log-probabilities of the sampled tokens and their alternatives
     detokenizer.py   token ids to the text a client sees (incremental, stop strings)
     tokenizer.py     loading the tokenizer, encoding prompts
     request.py       a request inside the engine, and what it ends with

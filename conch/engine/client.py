@@ -15,6 +15,7 @@ import itertools
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -67,7 +68,8 @@ def post_to_loop(loop: asyncio.AbstractEventLoop, items: list[tuple[Handle, obje
 class EngineClient:
     """One model's engine process, as the server sees it."""
 
-    def __init__(self, spec: EngineSpec):
+    def __init__(self, spec: EngineSpec, on_finished: Callable[[Completion], None] | None = None):
+        """`on_finished` sees every request's Completion, from the reader thread (metrics)."""
         self.name, self.max_batch_size, self.max_queue = spec.name, spec.max_batch_size, spec.max_queue
         self.tokenizer = load_tokenizer(spec.path, spec.adapter)
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or CUDA state
@@ -92,6 +94,7 @@ class EngineClient:
         self._handles: dict[int, tuple[asyncio.AbstractEventLoop, Handle]] = {}
         self._stats_waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._send_lock = threading.Lock()
+        self._on_finished = on_finished
         self.error: str | None = None
         threading.Thread(target=self._read, name=f"conch-engine-reader-{spec.name}", daemon=True).start()
 
@@ -120,7 +123,7 @@ class EngineClient:
         rid = next(self._ids)
         handle = Handle(cancel=lambda: self._cancel(rid))
         self._handles[rid] = (asyncio.get_running_loop(), handle)
-        self._send(("submit", rid, prompt_ids, params, max_tokens, stream))
+        self._send(("submit", rid, prompt_ids, params, max_tokens, stream, time.monotonic()))
         return handle
 
     def _cancel(self, rid: int) -> None:
@@ -159,6 +162,8 @@ class EngineClient:
                     )
                     if entry is not None:
                         by_loop.setdefault(entry[0], []).append((entry[1], item))
+                    if isinstance(item, Completion) and self._on_finished:
+                        self._on_finished(item)
                 for loop, items in by_loop.items():
                     post_to_loop(loop, items)
             elif message[0] == "stats" and (waiting := self._stats_waiting.get(message[1])):

@@ -1,6 +1,7 @@
 """The engine process: load one model, then serve the pipe from its client (conch.engine.client).
 
-Messages in: ("submit", id, prompt ids, sampling params, max tokens, stream), ("cancel", id), ("stats", id),
+Messages in: ("submit", id, prompt ids, sampling params, max tokens, stream, time.monotonic() at submission),
+("cancel", id), ("stats", id),
 ("stop",). Messages out: ("ready", info) or ("error", message) once loaded; ("events", [(id, piece or
 Completion), ...]) once per step and destination; ("stats", id, counters).
 """
@@ -78,8 +79,8 @@ def run_engine_process(conn, spec: dict) -> None:
         except (EOFError, OSError):
             break
         if message[0] == "submit":
-            _, rid, ids, params, max_tokens, stream = message
-            req = engine.enqueue(rid, ids, params, max_tokens, stream, post)
+            _, rid, ids, params, max_tokens, stream, submitted = message
+            req = engine.enqueue(rid, ids, params, max_tokens, stream, post, submitted)
             if req.finished is None:
                 requests[rid] = req
         elif message[0] == "cancel" and (req := requests.get(message[1])) is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,6 +26,11 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+    token_ids: list[int] | None = None  # the generated tokens, end-of-turn included
+    # queue_seconds, first_token_seconds (from submission, as far as they got) and inter_token_seconds
+    timings: dict | None = None
+    # With `logprobs`: an entry per generated token, end-of-turn excluded (conch.engine.logprobs)
+    logprobs: list | None = None
 
 
 # Called by the engine with (request, piece of text or Completion) pairs, from its own thread.
@@ -44,7 +49,30 @@ class Request:
     text: Detokenizer
     post: Post
     generator: torch.Generator | None = None
-    generated: int = 0
+    grammar: object | None = None  # its xgrammar GrammarMatcher, when decoding is constrained
+    token_ids: list[int] = field(default_factory=list)  # generated so far
     last: int = -1  # the latest token, fed back at the next step
+    submitted: float = 0.0  # time.monotonic() when the server submitted it (the same clock in every process)
+    admitted: float | None = None  # when it got a slot
+    token_times: list[float] = field(default_factory=list)  # when each token was sampled
+    slot: int = -1  # where its keys and values are, while it runs
+    past: int = 0  # tokens whose keys and values are in its slot
     finished: Completion | None = None
     cancelled: bool = False
+    logprobs: list | None = None  # entries so far, when asked for
+    logprobs_sent: int = 0  # how many of them went out with streamed pieces
+
+    def piece(self, text: str) -> str | tuple[str, list]:
+        """A streamed piece of text, with the logprob entries of the tokens since the last piece if asked."""
+        if self.logprobs is None:
+            return text
+        entries, self.logprobs_sent = self.logprobs[self.logprobs_sent :], len(self.logprobs)
+        return text, entries
+
+    @property
+    def generated(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def prefilled(self) -> bool:
+        return self.past >= len(self.prompt_ids)

@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads per engine process (default: torch's choice)"
     )
-    parser.add_argument("--rag-index", help="RAG index directory: adds the conch.rag.api routes")
+    parser.add_argument("--rag-index", help="RAG index directory: adds the /v1/rag/ endpoints")
     parser.add_argument(
         "--no-access-log",
         dest="access_log",

@@ -12,7 +12,7 @@ from conch.server.errors import install_error_handlers
 from conch.server.metrics import Metrics
 from conch.server.middleware import Gate
 from conch.server.models import ModelRegistry
-from conch.server.routes import ROUTES, build_router
+from conch.server.routes import RAG_ROUTES, ROUTES, build_rag_router, build_router
 from conch.server.serving_chat import ChatServing
 from conch.server.serving_completions import CompletionServing
 from conch.server.settings import ServeSettings
@@ -28,9 +28,10 @@ def create_app(
     """Serve every model in `settings`.
 
     `api_key`, when set, is required as `Authorization: Bearer <key>` on every endpoint but /health and the
-    page. `rag_index` adds the RAG router (conch.rag.api) bound to the default model.
+    page. `rag_index` adds the knowledge-base endpoints (conch.server.serving_rag) over that index.
     """
-    models, metrics = ModelRegistry(settings), Metrics()
+    metrics = Metrics()
+    models = ModelRegistry(settings, metrics)
     chat, completions = ChatServing(models), CompletionServing(models)
 
     def load() -> None:
@@ -50,15 +51,10 @@ def create_app(
     app.include_router(build_router(models, metrics, chat, completions))
     routes = ROUTES
     if rag_index:
-        try:
-            from conch.rag.api import build_router as build_rag_router
-        except ImportError as exc:
-            raise RuntimeError(
-                f"--rag-index needs conch.rag.api, which could not be imported: {exc}"
-            ) from exc
-        rag_router = build_rag_router(rag_index, chat.complete)
-        app.include_router(rag_router)
-        routes = routes | {getattr(r, "path", "") for r in rag_router.routes}
+        from conch.server.serving_rag import RagServing  # faiss and the embedding model: only when asked for
+
+        app.include_router(build_rag_router(RagServing(models, rag_index)))
+        routes = routes | RAG_ROUTES
     app.add_middleware(
         Gate,
         metrics=metrics,

@@ -1,67 +1,38 @@
-"""Prometheus text exposition (format 0.0.4) for the few series conch keeps; no client library needed.
+"""/metrics through prometheus_client: request counts and latency, per-model token timing, engine counters.
 
-Gauges for slots and queues are read from the engines at scrape time, so they cannot drift from the truth; a
-soak test can assert they return to zero.
+Histograms of time to first token, inter-token latency and queue time are observed from the timings each
+request's engine reports when it finishes (measured in the engine process from the moment the server submitted
+the request, on the machine's monotonic clock). Slot and queue gauges and the engine's counters are read from
+the engines at scrape time, so they cannot drift from the truth; a soak test can assert the gauges return to
+zero.
 """
 
 from __future__ import annotations
 
-import collections
-import threading
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from conch.engine.request import Completion
+
+# `_created` series (a timestamp per label set) would double the exposition for nothing a dashboard uses.
+prometheus_client.disable_created_metrics()
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+# Engine counters exposed as their own series rather than as events.
+_OWN_SERIES = ("active", "queue_depth", "prompt_tokens", "completion_tokens")
 
 
-def _labels(**labels) -> str:
-    if not labels:
-        return ""
-    escaped = (
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in labels.items()
-    )
-    return "{" + ",".join(escaped) + "}"
+class _EngineCollector:
+    """Gauges and counters read from the engines at scrape time (set just before each exposition)."""
 
-
-class Metrics:
     def __init__(self):
-        self._lock = threading.Lock()
-        self.requests = collections.Counter()  # (path, status) -> count
-        self.latency_counts: dict[str, list[int]] = {}
-        self.latency_sum = collections.Counter()
+        self.engines: dict = {}
+        self.stats: dict[str, dict] = {}
 
-    def observe_request(self, path: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(path, status)] += 1
-            counts = self.latency_counts.setdefault(path, [0] * (len(LATENCY_BUCKETS) + 1))
-            counts[
-                next((i for i, b in enumerate(LATENCY_BUCKETS) if seconds <= b), len(LATENCY_BUCKETS))
-            ] += 1
-            self.latency_sum[path] += seconds
-
-    def render(self, engines: dict, stats: dict[str, dict]) -> str:
-        """The exposition; `stats` holds each engine's counters and slot gauges (empty if it did not answer)."""
-        out: list[str] = []
-
-        def family(name: str, kind: str, help_text: str) -> None:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
-
-        with self._lock:
-            family("conch_requests_total", "counter", "HTTP requests answered, by route and status code.")
-            for (path, status), n in sorted(self.requests.items()):
-                out.append(f"conch_requests_total{_labels(path=path, status=status)} {n}")
-            family("conch_request_latency_seconds", "histogram", "Time from request to last byte, by route.")
-            for path, counts in sorted(self.latency_counts.items()):
-                running = 0
-                for bound, n in zip((*LATENCY_BUCKETS, "+Inf"), counts, strict=True):
-                    running += n
-                    out.append(
-                        f"conch_request_latency_seconds_bucket{_labels(path=path, le=bound)} {running}"
-                    )
-                out.append(
-                    f"conch_request_latency_seconds_sum{_labels(path=path)} {self.latency_sum[path]:.6f}"
-                )
-                out.append(f"conch_request_latency_seconds_count{_labels(path=path)} {running}")
+    def collect(self):
         gauges = {
             "conch_queue_depth": ("Requests waiting for a batch slot.", lambda e, st: st.get("queue_depth")),
             "conch_active_slots": ("Batch slots generating now.", lambda e, st: st.get("active")),
@@ -72,28 +43,88 @@ class Metrics:
             ),
         }
         for name, (help_text, read) in gauges.items():
-            family(name, "gauge", help_text)
-            for model, engine in engines.items():
-                if (value := read(engine, stats[model])) is not None:
-                    out.append(f"{name}{_labels(model=model)} {value}")
-        family(
-            "conch_engine_events_total",
-            "counter",
+            family = GaugeMetricFamily(name, help_text, labels=["model"])
+            for model, engine in self.engines.items():
+                if (value := read(engine, self.stats.get(model, {}))) is not None:
+                    family.add_metric([model], value)
+            yield family
+        events = CounterMetricFamily(
+            "conch_engine_events",
             "Engine work: forward passes, tokens and rows, seconds busy, finished requests by reason.",
+            labels=["model", "event"],
         )
-        for model, events in stats.items():
-            for event, n in sorted(events.items()):
-                if event not in ("active", "queue_depth", "prompt_tokens", "completion_tokens"):
-                    out.append(f"conch_engine_events_total{_labels(model=model, event=event)} {n:g}")
-        for kind in ("prompt", "completion"):
-            family(
-                f"conch_{kind}_tokens_total",
-                "counter",
+        tokens = {
+            kind: CounterMetricFamily(
+                f"conch_{kind}_tokens",
                 f"{kind.capitalize()} tokens of finished requests, by model.",
+                labels=["model"],
             )
-            for model, events in stats.items():
-                if f"{kind}_tokens" in events:
-                    out.append(
-                        f"conch_{kind}_tokens_total{_labels(model=model)} {events[f'{kind}_tokens']:g}"
-                    )
-        return "\n".join(out) + "\n"
+            for kind in ("prompt", "completion")
+        }
+        for model, stats in self.stats.items():
+            for event, n in sorted(stats.items()):
+                if event not in _OWN_SERIES:
+                    events.add_metric([model, event], n)
+            for kind, family in tokens.items():
+                if f"{kind}_tokens" in stats:
+                    family.add_metric([model], stats[f"{kind}_tokens"])
+        yield events
+        yield from tokens.values()
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "conch_requests",
+            "HTTP requests answered, by route and status code.",
+            ["path", "status"],
+            registry=self.registry,
+        )
+
+        def histogram(name: str, help_text: str, label: str, buckets=LATENCY_BUCKETS) -> Histogram:
+            return Histogram(name, help_text, [label], buckets=buckets, registry=self.registry)
+
+        self.latency = histogram(
+            "conch_request_latency_seconds",
+            "Time from request to last byte (a whole stream), by route.",
+            "path",
+        )
+        self.first_token = histogram(
+            "conch_time_to_first_token_seconds",
+            "Time from submitting a request to the engine to its first generated token, by model.",
+            "model",
+        )
+        self.inter_token = histogram(
+            "conch_inter_token_latency_seconds",
+            "Time between consecutive generated tokens of a request, by model.",
+            "model",
+            TOKEN_BUCKETS,
+        )
+        self.queue_time = histogram(
+            "conch_queue_time_seconds",
+            "Time from submitting a request to the engine to its getting a batch slot, by model.",
+            "model",
+        )
+        self._engines = _EngineCollector()
+        self.registry.register(self._engines)
+
+    def observe_request(self, path: str, status: int, seconds: float) -> None:
+        self.requests.labels(path, str(status)).inc()
+        self.latency.labels(path).observe(seconds)
+
+    def observe_completion(self, model: str, completion: Completion) -> None:
+        """Token timing of a finished request (thread-safe: called from the engine client's reader thread)."""
+        timings = completion.timings or {}
+        if (queued := timings.get("queue_seconds")) is not None:
+            self.queue_time.labels(model).observe(queued)
+        if (first := timings.get("first_token_seconds")) is not None:
+            self.first_token.labels(model).observe(first)
+        inter_token = self.inter_token.labels(model)
+        for gap in timings.get("inter_token_seconds", ()):
+            inter_token.observe(gap)
+
+    def render(self, engines: dict, stats: dict[str, dict]) -> bytes:
+        """The exposition; `stats` holds each engine's counters and slot gauges (empty if it did not answer)."""
+        self._engines.engines, self._engines.stats = engines, stats
+        return generate_latest(self.registry)

@@ -11,14 +11,15 @@ import logging
 from conch.engine.client import EngineClient
 from conch.engine.process import EngineSpec
 from conch.server.errors import ApiError
+from conch.server.metrics import Metrics
 from conch.server.settings import ServeSettings
 
 log = logging.getLogger("conch.server")
 
 
 class ModelRegistry:
-    def __init__(self, settings: ServeSettings):
-        self.settings = settings
+    def __init__(self, settings: ServeSettings, metrics: Metrics):
+        self.settings, self.metrics = settings, metrics
         self.engines: dict[str, EngineClient] = {}
         self.ready = False
         self.load_error: str | None = None
@@ -45,7 +46,10 @@ class ModelRegistry:
                     s.prefix_cache,
                     s.threads,
                 )
-                self.engines[entry.name] = EngineClient(spec)
+                self.engines[entry.name] = EngineClient(
+                    spec,
+                    lambda completion, name=entry.name: self.metrics.observe_completion(name, completion),
+                )
             self.ready = True
             log.info("ready: %s", ", ".join(self.engines))
         except Exception as exc:

@@ -2,7 +2,7 @@
 
 Fields are strictly typed ("5" is not an integer) and unknown fields are refused with a 422 naming them, so a
 client never believes a setting took effect when it did not. OpenAI fields conch does not implement are accepted
-only at their no-op values (e.g. `n: 1`, `presence_penalty: 0`).
+only at their no-op values (e.g. completions' `echo: false`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from conch.engine.grammar import JSON_OBJECT, check_schema
 from conch.engine.sampling import SamplingParams
 
 Number = StrictInt | StrictFloat
@@ -55,6 +56,44 @@ def _must_be(value, allowed, why: str):
     return value
 
 
+class JsonSchemaFormat(_Strict):
+    name: StrictStr | None = None
+    description: StrictStr | None = None
+    schema_: dict = Field(alias="schema")
+    strict: StrictBool | None = None  # decoding always follows the schema strictly
+
+    @field_validator("schema_")
+    @classmethod
+    def _usable(cls, v):
+        check_schema(v)
+        return v
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @field_validator("json_schema")
+    @classmethod
+    def _with_json_schema_only(cls, v, info):
+        if v is not None and info.data.get("type") != "json_schema":
+            raise ValueError('goes with `type: "json_schema"` only')
+        return v
+
+    def schema_text(self) -> str | None:
+        """The JSON schema decoding is constrained to, as JSON text (None: unconstrained)."""
+        if self.type == "json_object":
+            return JSON_OBJECT
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise ValueError("`json_schema` is required with type json_schema")
+            return check_schema(self.json_schema.schema_)
+        return None
+
+
+Penalty = Annotated[Number, Field(ge=-2, le=2)]
+
+
 class _Sampling(_Strict):
     model: StrictStr | None = None
     max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
@@ -63,22 +102,22 @@ class _Sampling(_Strict):
     stop: StopString | Annotated[list[StopString], Field(max_length=4)] | None = None
     # What torch.Generator.manual_seed accepts.
     seed: Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)] | None = None
-    n: StrictInt = 1
+    n: Annotated[StrictInt, Field(ge=1, le=128)] = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: StrictStr | None = None
-    presence_penalty: Number = 0
-    frequency_penalty: Number = 0
+    presence_penalty: Penalty = 0
+    frequency_penalty: Penalty = 0
+    # vLLM's extra parameter: 1 is none, above 1 discourages tokens already in the prompt or the answer.
+    repetition_penalty: Annotated[Number, Field(gt=0, le=10)] = 1
+    response_format: ResponseFormat | None = None
 
-    @field_validator("n")
+    @field_validator("response_format")
     @classmethod
-    def _one_choice(cls, v):
-        return _must_be(v, {1}, "only n=1 is supported; send several requests for several answers")
-
-    @field_validator("presence_penalty", "frequency_penalty")
-    @classmethod
-    def _no_penalty(cls, v):
-        return _must_be(v, {0}, "penalties are not supported; leave this at 0")
+    def _schema_given(cls, v):
+        if v is not None:
+            v.schema_text()  # a json_schema type without its schema is refused here, naming the field
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -87,9 +126,25 @@ class _Sampling(_Strict):
             raise ValueError("stop strings must not be empty")
         return v
 
-    def sampling(self) -> SamplingParams:
+    def logprob_count(self) -> int | None:
+        """How many alternatives per token to report log-probabilities for (None: no logprobs)."""
+        return None
+
+    def sampling(self, choice: int = 0) -> SamplingParams:
+        """Choice `choice`'s parameters: with a seed, each of the n choices draws from seed + its index."""
         stop = () if self.stop is None else (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-        return SamplingParams(float(self.temperature), float(self.top_p), stop, self.seed)
+        seed = None if self.seed is None else (self.seed + choice + 2**63) % 2**64 - 2**63
+        return SamplingParams(
+            float(self.temperature),
+            float(self.top_p),
+            stop,
+            seed,
+            float(self.presence_penalty),
+            float(self.frequency_penalty),
+            float(self.repetition_penalty),
+            self.logprob_count(),
+            self.response_format.schema_text() if self.response_format else None,
+        )
 
     @property
     def include_usage(self) -> bool:
@@ -101,30 +156,46 @@ class ChatCompletionRequest(_Sampling):
     # Newer OpenAI clients send this name for chat; it means the same as max_tokens.
     max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     logprobs: StrictBool | None = None
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
 
-    @field_validator("logprobs")
+    @field_validator("top_logprobs")
     @classmethod
-    def _no_logprobs(cls, v):
-        return _must_be(v, {None, False}, "logprobs are not supported")
+    def _with_logprobs(cls, v, info):
+        if v is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs `logprobs: true`")
+        return v
+
+    def logprob_count(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def requested_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
+class RagChatCompletionRequest(ChatCompletionRequest):
+    """The chat schema, plus how many chunks to retrieve (default: the index's `top_k`)."""
+
+    top_k: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+
+
+class RagQueryRequest(_Strict):
+    question: Annotated[StrictStr, Field(min_length=1)]
+    top_k: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+    similarity_threshold: Annotated[Number, Field(ge=-1, le=1)] | None = None
+
+
 class CompletionRequest(_Sampling):
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
     echo: StrictBool = False
-    logprobs: StrictInt | None = None
+    logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
 
     @field_validator("echo")
     @classmethod
     def _no_echo(cls, v):
         return _must_be(v, {False}, "echo is not supported")
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, v):
-        return _must_be(v, {None}, "logprobs are not supported")
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -141,43 +212,49 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def chat_body(rid: str, model: str, message: dict, finish_reason: str, use: dict) -> dict:
+def chat_choice(index: int, message: dict, finish_reason: str, logprobs: dict | None = None) -> dict:
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def chat_body(rid: str, model: str, choices: list[dict], use: dict) -> dict:
     return {
         "id": rid,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
+        "choices": choices,
         "usage": use,
     }
 
 
-def chat_chunk(rid: str, model: str, delta: dict, finish_reason: str | None = None) -> dict:
+def chat_chunk(
+    rid: str,
+    model: str,
+    delta: dict,
+    finish_reason: str | None = None,
+    index: int = 0,
+    logprobs: dict | None = None,
+) -> dict:
     return {
         "id": rid,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
     }
 
 
-def completion_body(
-    rid: str, model: str, text: str, finish_reason: str | None, use: dict | None, chunk: bool = False
-) -> dict:
+def completion_choice(index: int, text: str, finish_reason: str | None, logprobs: dict | None = None) -> dict:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def completion_body(rid: str, model: str, choices: list[dict], use: dict | None, chunk: bool = False) -> dict:
     body = {
         "id": rid,
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": choices,
     }
     if use is not None or not chunk:
         body["usage"] = use

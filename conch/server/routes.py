@@ -1,4 +1,4 @@
-"""The HTTP endpoints, each handing its work to the serving module of its family (chat, completions)."""
+"""The HTTP endpoints, each handing its work to the serving module of its family (chat, completions, RAG)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from conch.server import protocol as p
-from conch.server.metrics import Metrics
+from conch.server.metrics import CONTENT_TYPE, Metrics
 from conch.server.models import ModelRegistry
 from conch.server.page import chat_page
 from conch.server.serving_chat import ChatServing
@@ -18,6 +18,7 @@ from conch.server.serving_completions import CompletionServing
 ROUTES = frozenset(
     {"/", "/health", "/metrics", "/generate", "/v1/models", "/v1/chat/completions", "/v1/completions"}
 )
+RAG_ROUTES = frozenset({"/v1/rag/query", "/v1/rag/chat/completions"})
 
 
 def build_router(
@@ -37,9 +38,7 @@ def build_router(
     @router.get("/metrics")
     async def metrics_text():
         stats = {name: await engine.stats() for name, engine in models.engines.items()}
-        return PlainTextResponse(
-            metrics.render(models.engines, stats), media_type="text/plain; version=0.0.4"
-        )
+        return Response(metrics.render(models.engines, stats), media_type=CONTENT_TYPE)
 
     @router.get("/v1/models")
     async def list_models():
@@ -70,5 +69,20 @@ def build_router(
     @router.post("/v1/completions")
     async def text_completions(body: p.CompletionRequest, request: Request):
         return await completions.create(body, request)
+
+    return router
+
+
+def build_rag_router(rag) -> APIRouter:
+    """The knowledge-base endpoints (`rag`: a conch.server.serving_rag.RagServing)."""
+    router = APIRouter(tags=["rag"])
+
+    @router.post("/v1/rag/query")
+    async def rag_query(body: p.RagQueryRequest):
+        return await rag.query(body)
+
+    @router.post("/v1/rag/chat/completions")
+    async def rag_chat_completions(body: p.RagChatCompletionRequest, request: Request):
+        return await rag.create(body, request)
 
     return router

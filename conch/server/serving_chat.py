@@ -1,6 +1,6 @@
 """Chat: POST /v1/chat/completions, and the walkthrough's GET /generate (one user message, greedy).
 
-Generated text reaches the client through a `ChatOutput`, made per request by `ChatServing.output_for`: it
+Generated text reaches the client through a `ChatOutput`, made per choice by `ChatServing.output_for`: it
 turns the text into the assistant message (whole, or as deltas when streaming). The default passes the text
 through as `content`; parsing tool calls or reasoning out of the text is a matter of another `ChatOutput`.
 """
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 
-from conch.engine.client import EngineClient
+from conch.engine.client import Handle
 from conch.engine.request import Completion
 from conch.engine.sampling import SamplingParams
 from conch.server import protocol as p
-from conch.server.serving import Serving, check_finished, json_response, stream_response
+from conch.server.logprobs import TokenTexts, chat_logprobs
+from conch.server.serving import Serving, check_finished, json_response, stream_response, total_usage
 
 
 class ChatOutput:
@@ -35,24 +36,41 @@ class ChatOutput:
         return reason
 
 
-class _ChatStream:
-    def __init__(self, rid: str, model: str, output: ChatOutput):
-        self.rid, self.model, self.output = rid, model, output
+class ChatStream:
+    """Chunks of a streamed chat answer: one `ChatOutput` per choice; logprobs ride on the chunk carrying the
+    text they belong to (or, if the output holds text back, on the next chunk it sends)."""
 
-    def opening(self) -> list[dict]:
-        return [p.chat_chunk(self.rid, self.model, {"role": "assistant", "content": ""})]
+    def __init__(self, rid: str, model: str, outputs: list[ChatOutput], texts: TokenTexts | None = None):
+        self.rid, self.model, self.outputs, self.texts = rid, model, outputs, texts
+        self._held: list[list] = [[] for _ in outputs]  # logprob entries not sent yet, per choice
 
-    def piece(self, text: str) -> list[dict]:
-        delta = self.output.delta(text)
-        return [] if delta is None else [p.chat_chunk(self.rid, self.model, delta)]
+    def _chunk(self, index: int, delta: dict, finish_reason: str | None = None, logprobs=None) -> dict:
+        entries = None
+        if logprobs is not None:
+            self._held[index] += logprobs
+            if delta or finish_reason:
+                entries, self._held[index] = self._held[index], []
+        shown = None if entries is None else chat_logprobs(entries, self.texts)
+        return p.chat_chunk(self.rid, self.model, delta, finish_reason, index, shown)
 
-    def closing(self, result: Completion) -> list[dict]:
-        last = self.output.flush()
-        reason = self.output.finish_reason(result.finish_reason)
-        return [
-            *([] if last is None else [p.chat_chunk(self.rid, self.model, last)]),
-            p.chat_chunk(self.rid, self.model, {}, reason),
-        ]
+    def opening(self, index: int) -> list[dict]:
+        return [p.chat_chunk(self.rid, self.model, {"role": "assistant", "content": ""}, None, index)]
+
+    def piece(self, index: int, text: str, logprobs: list | None) -> list[dict]:
+        delta = self.outputs[index].delta(text)
+        chunk = self._chunk(index, delta or {}, None, logprobs)
+        return [] if delta is None else [chunk]
+
+    def closing(self, index: int, result: Completion, logprobs: list | None) -> list[dict]:
+        output = self.outputs[index]
+        last = output.flush()
+        reason = output.finish_reason(result.finish_reason)
+        if last is not None:
+            return [
+                self._chunk(index, last, None, logprobs),
+                p.chat_chunk(self.rid, self.model, {}, reason, index),
+            ]
+        return [self._chunk(index, {}, reason, logprobs)]
 
     def usage(self, use: dict) -> dict:
         return p.usage_chunk(self.rid, self.model, "chat.completion.chunk", use)
@@ -60,7 +78,7 @@ class _ChatStream:
 
 class ChatServing(Serving):
     def output_for(self, body: p.ChatCompletionRequest) -> ChatOutput:
-        """The post-processor of this request's generated text."""
+        """The post-processor of one choice's generated text."""
         return ChatOutput()
 
     @staticmethod
@@ -68,23 +86,34 @@ class ChatServing(Serving):
         """The messages as the chat template takes them."""
         return [{"role": m.role, "content": m.text()} for m in body.messages]
 
+    def stream(self, engine, body, handles: list[Handle], rid: str, make=ChatStream, **extras):
+        """The streamed answer (`make`: the ChatStream class, given `extras`)."""
+        texts = self.token_texts(engine) if body.logprobs else None
+        outputs = [self.output_for(body) for _ in handles]
+        return stream_response(handles, make(rid, engine.name, outputs, texts, **extras), body.include_usage)
+
+    def choices(self, engine, body, results: list[Completion]) -> list[dict]:
+        """The non-streamed choices."""
+        texts = self.token_texts(engine) if body.logprobs else None
+        choices = []
+        for index, result in enumerate(results):
+            output = self.output_for(body)
+            logprobs = None if result.logprobs is None else chat_logprobs(result.logprobs, texts)
+            reason = output.finish_reason(result.finish_reason)
+            choices.append(p.chat_choice(index, output.message(result.text), reason, logprobs))
+        return choices
+
     async def create(self, body: p.ChatCompletionRequest, http_request):
         engine = self.models.engine(body.model)
         text = await self.render_chat(engine, self.conversation(body))
         ids, budget = await self.tokenize(engine, text, body.requested_tokens(), "messages")
-        handle = self.submit(engine, ids, body.sampling(), budget, stream=body.stream)
-        rid, output = f"chatcmpl-{uuid.uuid4().hex}", self.output_for(body)
+        handles = self.submit_choices(engine, ids, body, budget)
+        rid = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
-            return stream_response(handle, _ChatStream(rid, engine.name, output), body.include_usage)
-        result = check_finished(await self.wait(http_request, handle))
+            return self.stream(engine, body, handles, rid)
+        results = check_finished(await self.wait(http_request, handles))
         return json_response(
-            p.chat_body(
-                rid,
-                engine.name,
-                output.message(result.text),
-                output.finish_reason(result.finish_reason),
-                p.usage(result.prompt_tokens, result.completion_tokens),
-            )
+            p.chat_body(rid, engine.name, self.choices(engine, body, results), total_usage(results))
         )
 
     async def generate(self, http_request, prompt: str, max_new_tokens: int | None, model: str | None):
@@ -93,20 +122,5 @@ class ChatServing(Serving):
         text = await self.render_chat(engine, [{"role": "user", "content": prompt}])
         ids, budget = await self.tokenize(engine, text, max_new_tokens, "prompt")
         handle = self.submit(engine, ids, SamplingParams(), budget, stream=False)
-        result = check_finished(await self.wait(http_request, handle))
+        (result,) = check_finished(await self.wait(http_request, [handle]))
         return json_response({"generated_text": result.text})
-
-    async def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
-        """The default model's answer to a conversation (the hook RAG builds on)."""
-        engine: EngineClient = self.models.engine(None)
-        ids, budget = await self.tokenize(
-            engine, await self.render_chat(engine, messages), max_tokens, "messages"
-        )
-        handle = self.submit(engine, ids, SamplingParams(temperature=temperature), budget, stream=False)
-        try:
-            result = await handle.result()
-        finally:
-            handle.cancel()
-        if result.finish_reason == "error":
-            raise RuntimeError(f"generation failed: {result.error}")
-        return result.text

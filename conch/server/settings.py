@@ -13,6 +13,7 @@ read a path of its choosing. A `--config` YAML file looks like:
     max_new_tokens: 128                  # cap on max_tokens
     max_batch_size: 16                   # requests generating together, per model
     max_queue: 64                        # requests waiting for a slot before new ones get 503
+    max_prefill_tokens: 512              # prompt tokens prefilled per step (longer prompts: in chunks)
     prefix_cache: true                   # reuse the KV of shared prompt prefixes (system prompt, past turns)
     threads: null                        # torch CPU threads per engine process (default: torch's choice)
 
@@ -48,7 +49,9 @@ class ServeSettings(BaseModel):
     max_new_tokens: PositiveInt = 128
     max_batch_size: PositiveInt = 16
     max_queue: Annotated[int, Field(ge=0, strict=True)] = 64
-    max_prefill_tokens: PositiveInt = 4096
+    # Prompt tokens prefilled per step: a longer prompt is taken in chunks, so generating rows wait at most
+    # one chunk's time for their next token.
+    max_prefill_tokens: PositiveInt = 512
     context_length: PositiveInt | None = None
     max_body_bytes: PositiveInt = 1 << 20
     # Reuse the KV of prompt prefixes seen before (system prompt, earlier turns); exact up to float rounding.
