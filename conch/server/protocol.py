@@ -19,9 +19,11 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from conch.engine.sampling import SamplingParams
+from conch.server.protocol_tools import Tool, ToolChoice, ToolMessageFields, check_tool_request
 
 Number = StrictInt | StrictFloat
 # Each step checks whether the answer's tail could begin a stop string: bounded, so no request slows the batch.
@@ -37,11 +39,20 @@ class TextPart(_Strict):
     text: StrictStr
 
 
-class ChatMessage(_Strict):
-    role: Literal["system", "user", "assistant"]
-    content: StrictStr | list[TextPart]
+class ChatMessage(ToolMessageFields):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: StrictStr | list[TextPart] | None
+
+    _content_default = model_validator(mode="before")(ToolMessageFields.default_content)
+
+    @model_validator(mode="after")
+    def _tool_fields(self):
+        self.check_tool_fields()
+        return self
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
@@ -101,11 +112,20 @@ class ChatCompletionRequest(_Sampling):
     # Newer OpenAI clients send this name for chat; it means the same as max_tokens.
     max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     logprobs: StrictBool | None = None
+    # conch.server.protocol_tools; rendered and parsed in conch.server.tool_chat.
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
 
     @field_validator("logprobs")
     @classmethod
     def _no_logprobs(cls, v):
         return _must_be(v, {None, False}, "logprobs are not supported")
+
+    @model_validator(mode="after")
+    def _tool_choice_fits(self):
+        check_tool_request(self.tools, self.tool_choice)
+        return self
 
     def requested_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens

@@ -14,16 +14,17 @@ from conch.engine.request import Completion
 from conch.engine.sampling import SamplingParams
 from conch.server import protocol as p
 from conch.server.serving import Serving, check_finished, json_response, stream_response
+from conch.server.tool_chat import TemplateChat
 
 
 class ChatOutput:
     """Generated text as the assistant's message: content only."""
 
-    def delta(self, piece: str) -> dict | None:
-        """Streaming: the delta for a new piece of text, or None to send nothing yet."""
+    def delta(self, piece: str) -> dict | list[dict] | None:
+        """Streaming: the delta (or deltas, a chunk each) for a new piece of text; None to send nothing yet."""
         return {"content": piece}
 
-    def flush(self) -> dict | None:
+    def flush(self) -> dict | list[dict] | None:
         """Streaming: a last delta once generation has ended (text held back until then), or None."""
         return None
 
@@ -42,26 +43,37 @@ class _ChatStream:
     def opening(self) -> list[dict]:
         return [p.chat_chunk(self.rid, self.model, {"role": "assistant", "content": ""})]
 
+    def _chunks(self, deltas: dict | list[dict] | None) -> list[dict]:
+        deltas = [] if deltas is None else [deltas] if isinstance(deltas, dict) else deltas
+        return [p.chat_chunk(self.rid, self.model, delta) for delta in deltas]
+
     def piece(self, text: str) -> list[dict]:
-        delta = self.output.delta(text)
-        return [] if delta is None else [p.chat_chunk(self.rid, self.model, delta)]
+        return self._chunks(self.output.delta(text))
 
     def closing(self, result: Completion) -> list[dict]:
         last = self.output.flush()
         reason = self.output.finish_reason(result.finish_reason)
-        return [
-            *([] if last is None else [p.chat_chunk(self.rid, self.model, last)]),
-            p.chat_chunk(self.rid, self.model, {}, reason),
-        ]
+        return [*self._chunks(last), p.chat_chunk(self.rid, self.model, {}, reason)]
 
     def usage(self, use: dict) -> dict:
         return p.usage_chunk(self.rid, self.model, "chat.completion.chunk", use)
 
 
 class ChatServing(Serving):
-    def output_for(self, body: p.ChatCompletionRequest) -> ChatOutput:
-        """The post-processor of this request's generated text."""
-        return ChatOutput()
+    def __init__(self, models):
+        super().__init__(models)
+        self.template_chat = TemplateChat(models.settings)
+
+    def output_for(self, engine: EngineClient, body: p.ChatCompletionRequest, forced: str = ""):
+        """The post-processor of this request's generated text (tools, reasoning: conch.server.tool_chat)."""
+        return self.template_chat.output(engine, body, forced) or ChatOutput()
+
+    async def prompt(self, engine: EngineClient, body: p.ChatCompletionRequest) -> tuple[list[int], int, str]:
+        """(prompt ids, token budget, forced start of the answer); tool requests in the trained format."""
+        if (tool_prompt := await self.template_chat.prompt(self, engine, body)) is not None:
+            return tool_prompt
+        text = await self.render_chat(engine, self.conversation(body))
+        return (*await self.tokenize(engine, text, body.requested_tokens(), "messages"), "")
 
     @staticmethod
     def conversation(body: p.ChatCompletionRequest) -> list[dict]:
@@ -70,10 +82,9 @@ class ChatServing(Serving):
 
     async def create(self, body: p.ChatCompletionRequest, http_request):
         engine = self.models.engine(body.model)
-        text = await self.render_chat(engine, self.conversation(body))
-        ids, budget = await self.tokenize(engine, text, body.requested_tokens(), "messages")
+        ids, budget, forced = await self.prompt(engine, body)
         handle = self.submit(engine, ids, body.sampling(), budget, stream=body.stream)
-        rid, output = f"chatcmpl-{uuid.uuid4().hex}", self.output_for(body)
+        rid, output = f"chatcmpl-{uuid.uuid4().hex}", self.output_for(engine, body, forced)
         if body.stream:
             return stream_response(handle, _ChatStream(rid, engine.name, output), body.include_usage)
         result = check_finished(await self.wait(http_request, handle))
