@@ -9,6 +9,8 @@ CORES ?= all
 EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/selected.json'))['experiment'])" 2>/dev/null || echo default)
 # Its model: what the workflow served (the merged SFT model, or the preference-tuned one when that branch is on).
 MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['model_path'])" 2>/dev/null || echo results/merged/$(EXPERIMENT)/model)
+# Its template, default_system and tool_format, as the serve rule launched it (tools and reasoning need them).
+CHAT_FORMAT ?= $(shell $(PY) -c "import json,shlex;print(shlex.join(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['chat_format_args']))" 2>/dev/null)
 
 .PHONY: run test test-fast test-faults lint format dag serve clean venv
 
@@ -53,7 +55,7 @@ dag: venv
 # Start the server on the served model of EXPERIMENT, with the knowledge base when the RAG branch built one,
 # and keep it running (Ctrl-C stops it).
 serve: venv
-	$(PY) -m conch.server --model $(MODEL) --name $(EXPERIMENT) \
+	$(PY) -m conch.server --model $(MODEL) --name $(EXPERIMENT) $(CHAT_FORMAT) \
 		$(if $(wildcard results/rag/index/meta.json),--rag-index results/rag/index)
 
 clean:
