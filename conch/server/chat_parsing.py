@@ -16,15 +16,8 @@ from __future__ import annotations
 
 import uuid
 
+from conch.reasoning import _held_back  # the end of a text that may begin a marker: one helper for both
 from conch.trained_format import ToolCall, TrainedFormat
-
-
-def _partial_marker(text: str, marker: str) -> int:
-    """How many characters at the end of `text` could be the first characters of `marker`."""
-    for size in range(min(len(text), len(marker) - 1), 0, -1):
-        if text.endswith(marker[:size]):
-            return size
-    return 0
 
 
 class ToolCallStream:
@@ -46,7 +39,7 @@ class ToolCallStream:
         if at >= 0:
             self.call_text = text[at:]
             return text[:at]
-        hold = _partial_marker(text, self.fmt.call_start)
+        hold = _held_back(text, self.fmt.call_start)
         self.pending = text[len(text) - hold :]
         return text[: len(text) - hold]
 

@@ -19,6 +19,7 @@ import asyncio
 import json
 import threading
 
+from conch.reasoning import StreamSplitter, markers
 from conch.server import protocol as p
 from conch.server.chat_parsing import ParsedOutput, ToolCallStream
 from conch.server.errors import ApiError
@@ -153,8 +154,6 @@ class TemplateChat:
         template = self.template(engine)
         if not template:
             return None
-        from conch.reasoning import StreamSplitter, markers
-
         thought = markers(template)
         tools = None
         if body.tools and body.tool_choice != "none":
