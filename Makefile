@@ -13,6 +13,8 @@ CORES ?= all
 EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/selected.json'))['experiment'])" 2>/dev/null || echo default)
 # Its model: what the workflow served (the merged SFT model, or the preference-tuned one when that branch is on).
 MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['model_path'])" 2>/dev/null || echo results/merged/$(EXPERIMENT)/model)
+# Its template, default_system and tool_format, as the serve rule launched it (tools and reasoning need them).
+CHAT_FORMAT ?= $(shell $(PY) -c "import json,shlex;print(shlex.join(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['chat_format_args']))" 2>/dev/null)
 
 .PHONY: run test test-fast test-slurm test-faults lint format dag serve webui clean venv check-python
 
@@ -78,7 +80,7 @@ dag: venv
 # Start the server on the served model of EXPERIMENT, with the knowledge base when the RAG branch built one,
 # and keep it running (Ctrl-C stops it).
 serve: venv
-	$(PY) -m conch.server --model $(MODEL) --name $(EXPERIMENT) \
+	$(PY) -m conch.server --model $(MODEL) --name $(EXPERIMENT) $(CHAT_FORMAT) \
 		$(if $(wildcard results/rag/index/meta.json),--rag-index results/rag/index)
 
 # LLaMA-Factory's web UI on what the workflow built: the registered splits listed, the base model filled in;

@@ -15,11 +15,16 @@ from pathlib import Path
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-def iter_texts(records: Iterable[dict]) -> Iterable[str]:
-    """Every piece of text a record contributes to the tokenizer's training corpus."""
+def iter_texts(records: Iterable[dict], template: str | None = None) -> Iterable[str]:
+    """Every piece of text a record contributes to the tokenizer's training corpus; with `template`, a tool
+    record's tool list as that template writes it into the system prompt (hundreds of tokens otherwise)."""
     for record in records:
         if record.get("system"):
             yield record["system"]
+        if record.get("tools") and template:
+            from conch.trained_format import tool_prompt
+
+            yield tool_prompt(template, record["tools"])
         for message in record["messages"]:
             yield message["content"]
 
@@ -99,7 +104,7 @@ def build_scratch_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(iter_texts(records), vocab_size)
+    tokenizer = train_tokenizer(iter_texts(records, template), vocab_size)
     chat_template_for(tokenizer, template, default_system)
     model = build_model(tokenizer, arch, seed)
     model.save_pretrained(out, safe_serialization=True)

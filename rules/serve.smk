@@ -28,6 +28,7 @@ rule serve:
         max_batch_size=config["serve"]["max_batch_size"],
         max_queue=config["serve"]["max_queue"],
         template=config["template"],
+        train=lambda wc: train_config(wc.experiment),
         prompt=config["merge"]["check_prompts"][0],
     script:
         "../workflow_scripts/serve.py"

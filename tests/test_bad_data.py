@@ -116,6 +116,13 @@ CASES = [
         "got string", "got list", "got number", "got null", "keys found: answer, question",
         "output (alpaca records need", "instruction (alpaca records need"))),
     (parquet_extra_columns,      Kept(2, {"wrong_type": 1, "empty_field": 1}, ("output: expected a string, got null",))),
+    ("tool_calls.jsonl",         Kept(3, {"unknown_tool": 2, "malformed_tool_call": 3, "malformed_tools": 3,
+                                          "orphan_observation": 2}, (
+        "calls 'book_flight'; the record's tools offer: get_weather", "the record's tools offer: none",
+        "conversations[1] (function_call) is not valid JSON", "arguments of get_weather is string",
+        'expected {"name": ..., "arguments": {...}}', "tools is not valid JSON",
+        "tools: expected a list of functions, got object", "parameters must be an object with properties",
+        "conversations[2] is an observation after assistant", "conversations[1] is a function_call followed by user"))),
 ]
 # fmt: on
 

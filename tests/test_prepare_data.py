@@ -88,16 +88,18 @@ def turns(role_key: str, content_key: str, *pairs: str) -> list[dict]:
     return [{role_key: r, content_key: c} for r, c in zip(pairs[::2], pairs[1::2], strict=True)]
 
 
-TOOL_CALL = ("function_call", '{"name": "now"}', "observation", "12:00")
+TOOL_CALL = ("function_call", '{"name": "now", "arguments": {}}', "observation", "12:00")
+# A function without arguments, as LLaMA-Factory's tool formats read it (docs/data.md, tool records).
+NO_ARGS = '"parameters": {"type": "object", "properties": {}}'
 
 
 def test_sharegpt_tools_system_and_aliases(tmp_path):
     first = turns("from", "value", "system", "From the turn.", "human", "Time?", *TOOL_CALL, "gpt", "Noon.")
     rows = [
-        {"conversations": first, "system": "From the column.", "tools": '[{"name": "now"}]'},
+        {"conversations": first, "system": "From the column.", "tools": f'[{{"name": "now", {NO_ARGS}}}]'},
         {
             "conversations": turns("role", "content", "user", "Hi", "assistant", "Hello"),
-            "tools": [{"name": "x"}],
+            "tools": [{"name": "x", "parameters": {"type": "object", "properties": {}}}],
         },
         {
             "conversations": turns("from", "value", "Human", "Hey", "GPT", "Yo"),
@@ -109,8 +111,9 @@ def test_sharegpt_tools_system_and_aliases(tmp_path):
     assert records[0]["system"] == "From the turn."  # a leading system turn wins, as in LLaMA-Factory
     roles = [m["role"] for m in records[0]["messages"]]
     assert roles == ["user", "function_call", "observation", "assistant"]
-    assert records[0]["tools"] == '[{"name": "now"}]'
-    assert records[1]["tools"] == '[{"name": "x"}]'  # a parsed tools list goes back to a JSON string
+    assert records[0]["tools"] == f'[{{"name": "now", {NO_ARGS}}}]'
+    # A parsed tools list goes back to a JSON string.
+    assert records[1]["tools"] == f'[{{"name": "x", {NO_ARGS}}}]'
     assert records[2]["system"] == "S" and records[2]["messages"][1] == {"role": "assistant", "content": "Yo"}
 
 
@@ -119,7 +122,8 @@ def test_openai_messages_system_and_tool_role(tmp_path):
     messages = turns(
         "role", "content", "system", "You are a shell.", "user", "Time?", *tool_call, "assistant", "Noon."
     )
-    path = write_jsonl(tmp_path / "m.jsonl", [{"messages": messages, "label": False}])
+    tools = f'[{{"name": "now", {NO_ARGS}}}]'
+    path = write_jsonl(tmp_path / "m.jsonl", [{"messages": messages, "tools": tools, "label": False}])
     result = prepare([str(path)])
     (record,) = [r for s in result.splits.values() for r in s]
     assert record["system"] == "You are a shell."

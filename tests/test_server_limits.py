@@ -67,7 +67,7 @@ def chat(server, body, raw: bytes | None = None, headers=None) -> httpx.Response
         ({"messages": ASK, "seed": 2**64}, 422, "seed", "less than or equal to"),
         ({"messages": ASK, "stop": "x" * 257}, 422, "stop", "at most 256 characters"),
         ({"messages": ASK, "presence_penalty": 2.5}, 422, "presence_penalty", "less than or equal to 2"),
-        ({"messages": ASK, "tools": []}, 422, "tools", "unknown field"),
+        ({"messages": ASK, "functions": []}, 422, "functions", "unknown field"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, 422, "messages.0.role", "'user'"),
         ({"messages": [{"role": "user"}]}, 422, "messages.0.content", "required"),
         ({"messages": [{"role": "user", "content": 5}]}, 422, "messages.0.content", ""),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conch import gpus
 from conch.rag.evaluate import load_questions
-from conch.server.smoke import free_port, launch_command, running_server, smoke_test
+from conch.server.smoke import chat_format_args, free_port, launch_command, running_server, smoke_test
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p, name = snakemake.params, snakemake.wildcards.experiment
@@ -38,7 +38,12 @@ if rag_index:
         sys.exit(
             f"serve: {snakemake.input.rag_questions} has no question with sources to smoke-test RAG with"
         )
-limits = (p.max_new_tokens, p.max_batch_size, p.max_queue, rag_index)
+# The served model renders tool requests and parses reasoning with the template it was trained with.
+chat_format = {
+    "template": p.template,
+    **{k: p.train[k] for k in ("default_system", "tool_format") if k in p.train},
+}
+limits = (p.max_new_tokens, p.max_batch_size, p.max_queue, rag_index, chat_format)
 port = free_port()
 command = launch_command(model_dir, name, "127.0.0.1", port, *limits)
 open(snakemake.log[0], "w").close()
@@ -54,6 +59,7 @@ manifest = {
     "host": p.host,
     "port": p.port,
     "launch_command": shlex.join(launch),
+    "chat_format_args": chat_format_args(chat_format),
     "endpoints": [
         "GET /generate?prompt=",
         "POST /v1/chat/completions",

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 
+from conch.data.tools import REASONS as TOOL_REASONS
+from conch.data.tools import check_tool_turns, tool_names
+
 REASONS = {
     "malformed_json": "a JSONL line (or a JSON cell of a CSV/Parquet row) does not parse",
     "invalid_utf8": "a JSONL line holds bytes that are not UTF-8",
@@ -22,6 +25,7 @@ REASONS = {
     "or do not end with assistant",
     "too_long": "system + all message characters exceed max_chars",
     "duplicate": "same as an earlier record after casefold and whitespace collapse",
+    **TOOL_REASONS,
 }
 
 # The roles LLaMA-Factory's sharegpt converter is registered with in dataset_info, and the aliases that
@@ -136,7 +140,9 @@ def _from_alpaca(obj: dict) -> dict:
     prompt = f"{instruction}\n{extra}" if extra else instruction
     messages.append({"role": "user", "content": prompt})
     messages.append({"role": "assistant", "content": output})
-    return {"messages": messages, "system": system, "tools": _tools(obj.get("tools"))}
+    tools = _tools(obj.get("tools"))
+    tool_names(tools)  # LLaMA-Factory formats the tools column of every record
+    return {"messages": messages, "system": system, "tools": tools}
 
 
 def _from_turns(obj: dict, key: str) -> dict:
@@ -181,6 +187,7 @@ def _from_turns(obj: dict, key: str) -> dict:
         messages.append({"role": role, "content": content})
         positions.append(i)
     _check_order(messages, positions, key)
+    check_tool_turns(messages, positions, tools, key)
     return {"messages": messages, "system": system, "tools": tools}
 
 

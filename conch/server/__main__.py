@@ -26,6 +26,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--adapter", help="LoRA adapter directory, applied to --model by peft without merging"
     )
     parser.add_argument("--name", default="conch", help="model name clients pass as `model` (with --model)")
+    parser.add_argument(
+        "--template",
+        help="the LLaMA-Factory template the model was trained with (with --model): enables tools and "
+        "reasoning output (docs/serving.md)",
+    )
+    parser.add_argument("--default-system", help="the training's default_system (with --template)")
+    parser.add_argument("--tool-format", help="the training's tool_format, if it set one (with --template)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-new-tokens", type=int, help="cap on max_tokens (default 128)")
@@ -70,14 +77,20 @@ def main(argv=None) -> None:
         threads=args.threads,
     )
     try:
+        chat_format = {
+            "template": args.template,
+            "default_system": args.default_system,
+            "tool_format": args.tool_format,
+        }
         if args.config:
-            if args.adapter:
+            if args.adapter or any(chat_format.values()):
                 sys.exit(
-                    "--adapter goes with --model; in a --config file, give each model its own `adapter:`"
+                    "--adapter, --template, --default-system and --tool-format go with --model; in a "
+                    "--config file, give each model its own keys"
                 )
             settings = load_settings(args.config, **limits)
         else:
-            settings = single_model(args.model, args.name, args.adapter, **limits)
+            settings = single_model(args.model, args.name, args.adapter, chat_format, **limits)
     except ServeConfigError as exc:
         sys.exit(f"conch.server: {exc}")
     api_key = os.environ.get(args.api_key_env) or None

@@ -37,6 +37,7 @@ def create_app(
     def load() -> None:
         try:
             models.load()
+            chat.template_chat.warm(models.engines)
         except Exception:
             if on_load_failure:
                 on_load_failure()

@@ -19,10 +19,12 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from conch.engine.grammar import JSON_OBJECT, check_schema
 from conch.engine.sampling import SamplingParams
+from conch.server.protocol_tools import Tool, ToolChoice, ToolMessageFields, check_tool_request
 
 Number = StrictInt | StrictFloat
 # Each step checks whether the answer's tail could begin a stop string: bounded, so no request slows the batch.
@@ -38,11 +40,20 @@ class TextPart(_Strict):
     text: StrictStr
 
 
-class ChatMessage(_Strict):
-    role: Literal["system", "user", "assistant"]
-    content: StrictStr | list[TextPart]
+class ChatMessage(ToolMessageFields):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: StrictStr | list[TextPart] | None
+
+    _content_default = model_validator(mode="before")(ToolMessageFields.default_content)
+
+    @model_validator(mode="after")
+    def _tool_fields(self):
+        self.check_tool_fields()
+        return self
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
@@ -157,6 +168,10 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
+    # conch.server.protocol_tools; rendered and parsed in conch.server.tool_chat.
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
 
     @field_validator("top_logprobs")
     @classmethod
@@ -167,6 +182,11 @@ class ChatCompletionRequest(_Sampling):
 
     def logprob_count(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
+
+    @model_validator(mode="after")
+    def _tool_choice_fits(self):
+        check_tool_request(self.tools, self.tool_choice)
+        return self
 
     def requested_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens

@@ -57,6 +57,12 @@ class Serving:
             ids = await asyncio.to_thread(engine.encode, prompt)
         else:
             ids = engine.encode(prompt)
+        return self.check_prompt(engine, ids, requested, param)
+
+    def check_prompt(
+        self, engine: EngineClient, ids: list[int], requested: int | None, param: str
+    ) -> tuple[list[int], int]:
+        """The prompt's ids and the answer's token budget; a 400 if the prompt leaves no room."""
         if not ids:
             raise ApiError(400, f"`{param}` is empty", param=param)
         if len(ids) >= engine.context_length:

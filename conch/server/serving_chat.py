@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import uuid
 
-from conch.engine.client import Handle
+from conch.engine.client import EngineClient, Handle
 from conch.engine.request import Completion
 from conch.engine.sampling import SamplingParams
 from conch.server import protocol as p
 from conch.server.logprobs import TokenTexts, chat_logprobs
 from conch.server.serving import Serving, check_finished, json_response, stream_response, total_usage
+from conch.server.tool_chat import TemplateChat
+
+
+def _listed(deltas: dict | list[dict] | None) -> list[dict]:
+    return [] if deltas is None else [deltas] if isinstance(deltas, dict) else deltas
 
 
 class ChatOutput:
     """Generated text as the assistant's message: content only."""
 
-    def delta(self, piece: str) -> dict | None:
-        """Streaming: the delta for a new piece of text, or None to send nothing yet."""
+    def delta(self, piece: str) -> dict | list[dict] | None:
+        """Streaming: the delta (or deltas, a chunk each) for a new piece of text; None to send nothing yet."""
         return {"content": piece}
 
-    def flush(self) -> dict | None:
+    def flush(self) -> dict | list[dict] | None:
         """Streaming: a last delta once generation has ended (text held back until then), or None."""
         return None
 
@@ -57,19 +62,19 @@ class ChatStream:
         return [p.chat_chunk(self.rid, self.model, {"role": "assistant", "content": ""}, None, index)]
 
     def piece(self, index: int, text: str, logprobs: list | None) -> list[dict]:
-        delta = self.outputs[index].delta(text)
-        chunk = self._chunk(index, delta or {}, None, logprobs)
-        return [] if delta is None else [chunk]
+        deltas = _listed(self.outputs[index].delta(text))
+        if not deltas:  # nothing to send yet: the logprobs wait for the next chunk
+            self._chunk(index, {}, None, logprobs)
+            return []
+        return [self._chunk(index, d, None, logprobs if i == 0 else None) for i, d in enumerate(deltas)]
 
     def closing(self, index: int, result: Completion, logprobs: list | None) -> list[dict]:
         output = self.outputs[index]
-        last = output.flush()
+        last = _listed(output.flush())
         reason = output.finish_reason(result.finish_reason)
-        if last is not None:
-            return [
-                self._chunk(index, last, None, logprobs),
-                p.chat_chunk(self.rid, self.model, {}, reason, index),
-            ]
+        if last:
+            chunks = [self._chunk(index, d, None, logprobs if i == 0 else None) for i, d in enumerate(last)]
+            return [*chunks, p.chat_chunk(self.rid, self.model, {}, reason, index)]
         return [self._chunk(index, {}, reason, logprobs)]
 
     def usage(self, use: dict) -> dict:
@@ -77,27 +82,40 @@ class ChatStream:
 
 
 class ChatServing(Serving):
-    def output_for(self, body: p.ChatCompletionRequest) -> ChatOutput:
-        """The post-processor of one choice's generated text."""
-        return ChatOutput()
+    def __init__(self, models):
+        super().__init__(models)
+        self.template_chat = TemplateChat(models.settings)
+
+    def output_for(self, engine: EngineClient, body: p.ChatCompletionRequest, forced: str = "") -> ChatOutput:
+        """The post-processor of one choice's generated text (tools, reasoning: conch.server.tool_chat)."""
+        return self.template_chat.output(engine, body, forced) or ChatOutput()
+
+    async def prompt(self, engine: EngineClient, body: p.ChatCompletionRequest) -> tuple[list[int], int, str]:
+        """(prompt ids, token budget, forced start of the answer); tool requests in the trained format."""
+        if (tool_prompt := await self.template_chat.prompt(self, engine, body)) is not None:
+            return tool_prompt
+        text = await self.render_chat(engine, self.conversation(body))
+        return (*await self.tokenize(engine, text, body.requested_tokens(), "messages"), "")
 
     @staticmethod
     def conversation(body: p.ChatCompletionRequest) -> list[dict]:
         """The messages as the chat template takes them."""
         return [{"role": m.role, "content": m.text()} for m in body.messages]
 
-    def stream(self, engine, body, handles: list[Handle], rid: str, make=ChatStream, **extras):
+    def stream(
+        self, engine, body, handles: list[Handle], rid: str, make=ChatStream, forced: str = "", **extras
+    ):
         """The streamed answer (`make`: the ChatStream class, given `extras`)."""
         texts = self.token_texts(engine) if body.logprobs else None
-        outputs = [self.output_for(body) for _ in handles]
+        outputs = [self.output_for(engine, body, forced) for _ in handles]
         return stream_response(handles, make(rid, engine.name, outputs, texts, **extras), body.include_usage)
 
-    def choices(self, engine, body, results: list[Completion]) -> list[dict]:
+    def choices(self, engine, body, results: list[Completion], forced: str = "") -> list[dict]:
         """The non-streamed choices."""
         texts = self.token_texts(engine) if body.logprobs else None
         choices = []
         for index, result in enumerate(results):
-            output = self.output_for(body)
+            output = self.output_for(engine, body, forced)
             logprobs = None if result.logprobs is None else chat_logprobs(result.logprobs, texts)
             reason = output.finish_reason(result.finish_reason)
             choices.append(p.chat_choice(index, output.message(result.text), reason, logprobs))
@@ -105,16 +123,14 @@ class ChatServing(Serving):
 
     async def create(self, body: p.ChatCompletionRequest, http_request):
         engine = self.models.engine(body.model)
-        text = await self.render_chat(engine, self.conversation(body))
-        ids, budget = await self.tokenize(engine, text, body.requested_tokens(), "messages")
+        ids, budget, forced = await self.prompt(engine, body)
         handles = self.submit_choices(engine, ids, body, budget)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
-            return self.stream(engine, body, handles, rid)
+            return self.stream(engine, body, handles, rid, forced=forced)
         results = check_finished(await self.wait(http_request, handles))
-        return json_response(
-            p.chat_body(rid, engine.name, self.choices(engine, body, results), total_usage(results))
-        )
+        choices = self.choices(engine, body, results, forced)
+        return json_response(p.chat_body(rid, engine.name, choices, total_usage(results)))
 
     async def generate(self, http_request, prompt: str, max_new_tokens: int | None, model: str | None):
         """The walkthrough's endpoint: a greedy answer to one user message, `{"generated_text": ...}`."""

@@ -6,6 +6,8 @@ read a path of its choosing. A `--config` YAML file looks like:
     models:
       - name: conch                      # merged model
         path: ../results/merged/default/model
+        template: qwen                   # its LLaMA-Factory template: tools and reasoning output need it
+        default_system: You are a helpful assistant.   # as in training (also tool_format, when set)
       - name: conch-lora                 # base + adapter, applied by peft without merging
         path: ../results/base_model/model
         adapter: ../results/adapters/default/adapter
@@ -26,7 +28,10 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from conch.errors import did_you_mean
+from conch.lf import known_templates
 
 PositiveInt = Annotated[int, Field(ge=1, strict=True)]
 
@@ -40,6 +45,19 @@ class ModelEntry(BaseModel):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
     path: str
     adapter: str | None = None
+    # The LLaMA-Factory template (and its training options) the model was fine-tuned with: needed for
+    # tools and reasoning output (conch.server.tool_chat); ordinary chats use the tokenizer's chat template.
+    template: str | None = None
+    default_system: str | None = None
+    tool_format: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v):
+        known = known_templates()
+        if v is not None and known is not None and v not in known:
+            raise ValueError(f"{v!r} is not a LLaMA-Factory template{did_you_mean(v, known)}")
+        return v
 
 
 class ServeSettings(BaseModel):
@@ -107,10 +125,13 @@ def load_settings(config_path: str | Path, **overrides) -> ServeSettings:
     return settings
 
 
-def single_model(path: str, name: str = "conch", adapter: str | None = None, **overrides) -> ServeSettings:
+def single_model(
+    path: str, name: str = "conch", adapter: str | None = None, chat_format: dict | None = None, **overrides
+) -> ServeSettings:
+    """One model; `chat_format`: its template, default_system and tool_format (ModelEntry)."""
     try:
         settings = ServeSettings(
-            models=[ModelEntry(name=name, path=path, adapter=adapter)],
+            models=[ModelEntry(name=name, path=path, adapter=adapter, **(chat_format or {}))],
             **{k: v for k, v in overrides.items() if v is not None},
         )
     except ValidationError as exc:
