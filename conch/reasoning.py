@@ -32,7 +32,7 @@ def split(text: str, start: str = THINK_START, end: str = THINK_END) -> tuple[st
     return reasoning or None, after.strip()
 
 
-def _held_back(text: str, marker: str) -> int:
+def held_back(text: str, marker: str) -> int:
     """Length of the longest end of `text` that is the start of `marker` (it may be completed by the next delta)."""
     for size in range(min(len(marker) - 1, len(text)), 0, -1):
         if marker.startswith(text[-size:]):
@@ -70,7 +70,7 @@ class StreamSplitter:
         if found:
             self.thinking = False
             return before, after
-        hold = _held_back(text, self.end)
+        hold = held_back(text, self.end)
         self.pending = text[len(text) - hold :] if hold else ""
         return text[: len(text) - hold], ""
 
@@ -84,9 +84,9 @@ class StreamSplitter:
 def reasoning_templates() -> dict[str, tuple[str, str]]:
     """{template: (start, end) thought markers} of the LLaMA-Factory templates registered with
     `template_class=ReasoningTemplate` (empty when LLaMA-Factory is not installed)."""
-    from conch.lf import _package_dir
+    from conch.lf import package_dir
 
-    root = _package_dir("llamafactory")
+    root = package_dir("llamafactory")
     if root is None:
         return {}
     tree = ast.parse((root / "data" / "template.py").read_text(encoding="utf-8"))

@@ -19,7 +19,7 @@ import math
 from statistics import mean
 
 from conch import metrics as M
-from conch.data.records import _fold
+from conch.data.records import fold
 from conch.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.preference.scoring import answer_logprobs, pair_rewards, rendered_pairs
 
@@ -42,7 +42,7 @@ def against_own_answers(pairs: list[dict], answers: list[str]) -> list[dict]:
     return [
         {**pair, "rejected": {"role": "assistant", "content": answer}}
         for pair, answer in zip(pairs, answers, strict=True)
-        if answer.strip() and _fold(answer) != _fold(pair["chosen"]["content"])
+        if answer.strip() and fold(answer) != fold(pair["chosen"]["content"])
     ]
 
 

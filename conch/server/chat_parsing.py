@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 
-from conch.reasoning import _held_back  # the end of a text that may begin a marker: one helper for both
+from conch.reasoning import held_back  # the end of a text that may begin a marker: one helper for both
 from conch.trained_format import ToolCall, TrainedFormat
 
 
@@ -39,7 +39,7 @@ class ToolCallStream:
         if at >= 0:
             self.call_text = text[at:]
             return text[:at]
-        hold = _held_back(text, self.fmt.call_start)
+        hold = held_back(text, self.fmt.call_start)
         self.pending = text[len(text) - hold :]
         return text[: len(text) - hold]
 
