@@ -117,8 +117,9 @@ class ChatServing(Serving):
         for index, result in enumerate(results):
             output = self.output_for(engine, body, forced)
             logprobs = None if result.logprobs is None else chat_logprobs(result.logprobs, texts)
+            message = output.message(result.text)  # first: parsing it decides the finish_reason (tool_calls)
             reason = output.finish_reason(result.finish_reason)
-            choices.append(p.chat_choice(index, output.message(result.text), reason, logprobs))
+            choices.append(p.chat_choice(index, message, reason, logprobs))
         return choices
 
     async def create(self, body: p.ChatCompletionRequest, http_request):
