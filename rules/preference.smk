@@ -76,7 +76,9 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
+            code=conch_code(
+                "lf", "launch", "gpus", "hub", "progress", *pref_modules("stages")
+            ),
         output:
             adapter="results/{method}/{experiment}/adapter/adapter_model.safetensors",
             train_yaml="results/{method}/{experiment}/adapter/train_config.yaml",
@@ -135,7 +137,9 @@ if RM_TRAINED:
             sft_model=rules.merge_adapter.output.model,
             sft_adapter=rules.train_adapter.output.adapter,
             base=BASE_MANIFEST,
-            code=conch_code("lf", "launch", "gpus", "hub", *pref_modules("stages")),
+            code=conch_code(
+                "lf", "launch", "gpus", "hub", "progress", *pref_modules("stages")
+            ),
         output:
             adapter="results/reward_model/{experiment}/adapter/adapter_model.safetensors",
             value_head="results/reward_model/{experiment}/adapter/value_head.safetensors",
@@ -222,6 +226,7 @@ if "ppo" in PREF_METHODS:
             code=conch_code(
                 "modeling",
                 "gpus",
+                "progress",
                 *pref_modules(
                     "ppo", "reward", "scoring", "stages", "prepare", "records"
                 ),

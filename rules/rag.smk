@@ -113,7 +113,7 @@ rule rag_eval:
         index=rules.rag_index.output.index,
         questions=RAG_QUESTIONS,
         merged=rules.merge_adapter.output.model,
-        code=conch_code("rag", "modeling"),
+        code=conch_code("rag", "modeling", "progress"),
     output:
         metrics="results/rag/eval/{experiment}/retrieval_metrics.json",
         results="results/rag/eval/{experiment}/questions.jsonl",

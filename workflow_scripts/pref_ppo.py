@@ -14,6 +14,7 @@ from conch import gpus, lf  # noqa: E402
 from conch.preference.ppo import train_ppo  # noqa: E402
 from conch.preference.prepare import prompts  # noqa: E402
 from conch.preference.stages import PPO_DEFAULTS  # noqa: E402
+from conch.progress import Progress, trainer_callback  # noqa: E402
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
@@ -42,7 +43,9 @@ lf.write_yaml(
 )
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     log.write(f"PPO on {len(train_prompts)} prompts, reward model {snakemake.input.reward_model}\n")
-# TRL prints its progress; keep it in the rule's log with the rest.
+# TRL prints its progress; keep it in the rule's log with the rest, and show steps on the terminal (the
+# Progress keeps the real stderr: it is made before the redirection).
+progress = Progress(f"train_ppo {snakemake.wildcards.experiment}")
 with open(snakemake.log[0], "a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
     result = train_ppo(
         policy_path=snakemake.input.sft_model,
@@ -53,7 +56,9 @@ with open(snakemake.log[0], "a", encoding="utf-8") as log, redirect_stdout(log),
         lora_train=p.lora,
         ppo_args=ppo_args,
         max_prompt_tokens=p.lora.get("cutoff_len", 1024),
+        callbacks=[trainer_callback(progress)],
     )
+progress.close()
 history = result["log_history"]
 Path(snakemake.output.ppo_log).write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
 fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from conch.modeling import generate, load, render
+from conch.progress import Progress
 from conch.rag.evaluate import load_questions, report_markdown, retrieval_metrics, score_question
 from conch.rag.index import write_jsonl
 from conch.rag.prompt import build_messages, cited_numbers, no_answer
@@ -47,7 +48,11 @@ for row in picked:
     )
     used_by_id[row["id"]] = used
     prompts.append(render(tokenizer, messages))
-outputs = generate(model, tokenizer, prompts, p.max_new_tokens) if prompts else []
+progress = Progress(f"rag_eval {snakemake.wildcards.experiment}", total=len(prompts), unit="answer")
+outputs = generate(
+    model, tokenizer, prompts, p.max_new_tokens, on_batch=lambda n: progress.update(progress.done + n)
+)
+progress.close()
 cited = 0
 for row, text in zip(picked, outputs, strict=True):
     used = used_by_id[row["id"]]
