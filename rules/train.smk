@@ -29,7 +29,7 @@ rule train_adapter:
         val=rules.prepare_dataset.output.val,
         base=BASE_MANIFEST,
         token_lengths=rules.measure_token_lengths.output[0],
-        code=conch_code("lf", "hub", "gpus", "launch"),
+        code=conch_code("lf", "hub", "gpus", "launch", "progress"),
     output:
         adapter="results/adapters/{experiment}/adapter_model.safetensors",
         adapter_config="results/adapters/{experiment}/adapter_config.json",
@@ -63,7 +63,7 @@ rule merge_adapter:
     input:
         adapter=rules.train_adapter.output.adapter,
         base=BASE_MANIFEST,
-        code=conch_code("lf", "hub", "modeling"),
+        code=conch_code("lf", "hub", "modeling", "merge_check", "progress"),
     output:
         model=directory("results/merged/{experiment}/model"),
         export_yaml="results/merged/{experiment}/export_config.yaml",
@@ -82,5 +82,6 @@ rule merge_adapter:
         template=config["template"],
         prompts=config["merge"]["check_prompts"],
         atol=config["merge"]["atol"],
+        rtol=config["merge"]["rtol"],
     script:
         "../workflow_scripts/merge_adapter.py"
