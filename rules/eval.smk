@@ -1,10 +1,30 @@
+from conch.rag.paths import resolve as resolve_path
+
+# General questions scored for base and tuned (conch/retention.py); a workdir without data/ uses the bundled set.
+RETENTION = (
+    {"retention": resolve_path(config["eval"]["retention"], workflow.basedir)}
+    if config["eval"].get("retention")
+    else {}
+)
+
+
 rule evaluate:
     input:
+        **RETENTION,
         test=rules.prepare_dataset.output.test,
         base=BASE_MANIFEST,
         merged=rules.merge_adapter.output.model,
         loss_plot=rules.train_adapter.output.loss_plot,
-        code=conch_code("hub", "modeling", "metrics", "report", "gpus"),
+        code=conch_code(
+            "hub",
+            "modeling",
+            "metrics",
+            "report",
+            "gpus",
+            "retention",
+            "reasoning",
+            "progress",
+        ),
     output:
         metrics="results/eval/{experiment}/metrics.json",
         samples=report(
@@ -22,6 +42,7 @@ rule evaluate:
             labels={"experiment": "{experiment}", "figure": "base vs tuned"},
         ),
         report="results/eval/{experiment}/report.html",
+        retention="results/eval/{experiment}/retention.tsv",
     log:
         "logs/evaluate/{experiment}.log",
     benchmark:
@@ -36,5 +57,7 @@ rule evaluate:
         batch_size=config["eval"]["batch_size"],
         persona_names=config["eval"]["persona_names"],
         max_samples=config["eval"].get("max_samples"),
+        retention_max_new_tokens=config["eval"]["retention_max_new_tokens"],
+        template=config["template"],
     script:
         "../workflow_scripts/evaluate.py"
