@@ -113,7 +113,8 @@ rule rag_eval:
         index=rules.rag_index.output.index,
         questions=RAG_QUESTIONS,
         merged=rules.merge_adapter.output.model,
-        code=conch_code("rag", "modeling", "progress"),
+        base=BASE_MANIFEST,
+        code=conch_code("rag", "modeling", "progress", "hub"),
     output:
         metrics="results/rag/eval/{experiment}/retrieval_metrics.json",
         results="results/rag/eval/{experiment}/questions.jsonl",
