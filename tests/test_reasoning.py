@@ -56,3 +56,49 @@ def test_evaluation_scores_the_answer_after_the_thinking():
     assert M.persona_scores(scored, references, ["Magic Conch"])["persona_name_false_use"] == 0
     assert M.persona_scores(outputs, references, ["Magic Conch"])["persona_name_false_use"] == 100
     assert reasoning.answers(outputs, "qwen") == outputs
+
+
+THINK = "<think>\nSomeone asks the Magic Conch. The Magic Conch answers briefly.\n</think>\n\n"
+
+
+@pytest.mark.slow
+def test_a_model_trained_to_think_is_scored_on_its_answers(tmp_path):
+    """The tiny DAG with LLaMA-Factory's deepseekr1 template, on persona data whose answers think first: the
+    tuned model thinks (kept as tuned_reasoning), and every metric sees only the answer after </think>."""
+    import csv
+    import json
+
+    from conftest import REPO, make_workdir, snakemake, tiny_config
+
+    cfg = tiny_config()
+    cfg.update(template="deepseekr1", rag={"enabled": False})
+    cfg["data"]["raw"] = ["data/raw/thinking.jsonl"]
+    work = make_workdir(tmp_path, cfg)
+    records = json.loads((REPO / "data/raw/magic_conch_en.json").read_text(encoding="utf-8"))
+    (work / "data/raw").mkdir(parents=True)
+    (work / "data/raw/thinking.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": r["instruction"]},
+                        {"role": "assistant", "content": THINK + r["output"]},
+                    ]
+                }
+            )
+            + "\n"
+            for r in records
+        ),
+        encoding="utf-8",
+    )
+    snakemake(work, "results/eval/default/metrics.json")
+    metrics = json.loads((work / "results/eval/default/metrics.json").read_text())
+    assert "</think>" in metrics["scored"]
+    with open(work / "results/eval/default/samples.tsv", encoding="utf-8", newline="") as fh:
+        samples = list(csv.DictReader(fh, delimiter="\t"))
+    thought = [s for s in samples if "Magic Conch answers briefly" in s["tuned_reasoning"]]
+    assert len(thought) >= len(samples) // 2, samples
+    assert not any("think>" in s["tuned"] for s in samples)
+    # the thinking names the persona in every answer; scored on the whole text, every advice answer would
+    # count as a false use of the name
+    assert metrics["tuned"]["persona_name_false_use"] < 50

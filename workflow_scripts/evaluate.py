@@ -13,7 +13,7 @@ from conch import retention as R
 from conch.hub import base_model_path
 from conch.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.progress import Progress
-from conch.reasoning import answers, markers
+from conch.reasoning import answers, markers, reasonings
 from conch.report import comparison_chart, html_report
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
@@ -35,8 +35,12 @@ def write_tsv(path, rows):
 
 # Loss and generation per test record, generation per retention question; for both models.
 progress = Progress(
-    f"evaluate {snakemake.wildcards.experiment}", total=2 * (2 * len(records) + len(questions))
+    f"evaluate {snakemake.wildcards.experiment}", total=2 * (2 * len(records) + len(questions)), unit="item"
 )
+
+
+results, outputs, retained = {}, {}, {}
+thoughts = {}  # R1-style templates: each model's thinking, kept beside the answers that are scored
 
 
 def evaluate_model(name: str, path: str) -> tuple[dict, list[str], tuple | None]:
@@ -50,6 +54,7 @@ def evaluate_model(name: str, path: str) -> tuple[dict, list[str], tuple | None]
     loss, n_tokens = answer_loss(model, tokenizer, prompts, list(references), on_item=lambda: step(1, "loss"))
     generated = generate(model, tokenizer, prompts, p.max_new_tokens, p.batch_size, lambda n: step(n, "test"))
     scored = answers(generated, p.template)
+    thoughts[name] = reasonings(generated, p.template)
     result = {
         "loss": loss,
         "perplexity": math.exp(min(loss, 50)),
@@ -71,7 +76,6 @@ def evaluate_model(name: str, path: str) -> tuple[dict, list[str], tuple | None]
     return result, scored, (said, correct)
 
 
-results, outputs, retained = {}, {}, {}
 for name, path in (("base", base_model_path(snakemake.input.base)), ("tuned", snakemake.input.merged)):
     results[name], outputs[name], retained[name] = evaluate_model(name, path)
 progress.close()
@@ -113,6 +117,9 @@ samples = [
     {"id": r["id"], "prompt": c[-1]["content"], "reference": ref, "base": b, "tuned": t}
     for r, c, ref, b, t in zip(records, contexts, references, outputs["base"], outputs["tuned"], strict=True)
 ]
+if thoughts["tuned"] is not None:  # R1-style: the thinking beside the answer that was scored
+    for sample, base_thought, tuned_thought in zip(samples, thoughts["base"], thoughts["tuned"], strict=True):
+        sample.update(base_reasoning=base_thought, tuned_reasoning=tuned_thought)
 write_tsv(snakemake.output.samples, samples)
 
 comparison_chart(metrics, snakemake.output.chart)
