@@ -3,14 +3,14 @@
 Neither SmolLM2-135M-Instruct nor a model tuned on the persona cites numbered sources by itself (citation
 rate 0 on kb/questions.jsonl). These records show the exact prompt the server and `rag_eval` build
 (conch.rag.prompt.build_messages: instructions, then sources numbered [1]..[n]) and an answer that copies the
-relevant source's opening sentences and cites its number, as RAFT-style training does:
+relevant source's opening sentences after its number ("According to [2]: ..."), as RAFT-style training does:
 
     python data/make_rag_sft.py          # writes data/raw/rag_sft.jsonl (deterministic, seed 42)
 
-Each record has one source that holds the answer and a distractor from another document in the same
+Each record has one source that holds the answer and two distractors from other documents in the same
 language, in random order. Questions are built from section headings, never taken from the evaluation set
 (kb/questions.jsonl; tests/test_retention.py checks none is repeated), and Q&A files are left out because
-their questions are what the evaluation asks.
+their questions are what the evaluation asks. Passages that would teach a retention question are not used.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 from conch.rag.chunk import sentences  # noqa: E402
 from conch.rag.ingest import ingest  # noqa: E402
 from conch.rag.prompt import build_messages  # noqa: E402
-from conch.retention import topic_terms  # noqa: E402
+from conch.retention import leaks, load_questions, topic_terms  # noqa: E402
 
 QUESTIONS = {
     "en": [
@@ -36,9 +36,9 @@ QUESTIONS = {
     ],
     "zh": ["关于{topic}，资料里是怎么说的？", "请介绍一下{topic}。", "根据资料，{topic}是怎样的？"],
 }
-PER_LANG = {"en": 16, "zh": 8}
-DISTRACTORS = 1
-MAX_SOURCE_CHARS = {"en": 320, "zh": 120}
+PER_LANG = {"en": 32, "zh": 16}
+DISTRACTORS = 2
+MAX_SOURCE_CHARS = {"en": 280, "zh": 100}
 ANSWER_CHARS = {"en": 90, "zh": 36}
 MIN_SOURCE_CHARS = {"en": 60, "zh": 25}
 
@@ -69,13 +69,14 @@ def passages(kb: Path) -> list[dict]:
 
 
 def answer(passage: dict, number: int) -> str:
-    """The passage's opening sentences, at least ANSWER_CHARS long, then the citation."""
+    """The citation first (an answer cut short by max_tokens keeps it), then the passage's opening sentences,
+    at least ANSWER_CHARS long."""
     said = ""
     for sentence in sentences(passage["text"]):
         said = f"{said} {sentence}".strip() if passage["lang"] == "en" else said + sentence
         if len(said) >= ANSWER_CHARS[passage["lang"]]:
             break
-    return f"{said} [{number}]" if passage["lang"] == "en" else f"{said}[{number}]"
+    return f"According to [{number}]: {said}" if passage["lang"] == "en" else f"根据[{number}]：{said}"
 
 
 def asks_an_eval_question(question: str, eval_questions: list[str]) -> bool:
@@ -86,7 +87,9 @@ def asks_an_eval_question(question: str, eval_questions: list[str]) -> bool:
 
 def records(kb: Path, eval_questions: list[str], seed: int = 42) -> list[dict]:
     rng = random.Random(seed)
-    pool = passages(kb)
+    retention = load_questions(HERE / "retention" / "general_qa.jsonl")
+    # a passage that would teach a retention question (e.g. "open 24 hours a day") is not used at all
+    pool = [p for p in passages(kb) if not any(leaks(q, p["text"], p["text"]) for q in retention)]
     out = []
     for lang, count in PER_LANG.items():
         mine = [p for p in pool if p["lang"] == lang]
