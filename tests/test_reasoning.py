@@ -58,7 +58,7 @@ def test_evaluation_scores_the_answer_after_the_thinking():
     assert reasoning.answers(outputs, "qwen") == outputs
 
 
-THINK = "<think>\nSomeone asks the Magic Conch. The Magic Conch answers briefly.\n</think>\n\n"
+THINK = "<think>\nAsk the Magic Conch.\n</think>\n\n"
 
 
 @pytest.mark.slow
@@ -72,6 +72,7 @@ def test_a_model_trained_to_think_is_scored_on_its_answers(tmp_path):
 
     cfg = tiny_config()
     cfg.update(template="deepseekr1", rag={"enabled": False})
+    cfg["eval"]["max_new_tokens"] = 48  # room to finish thinking: an unfinished thought has no answer yet
     cfg["data"]["raw"] = ["data/raw/thinking.jsonl"]
     work = make_workdir(tmp_path, cfg)
     records = json.loads((REPO / "data/raw/magic_conch_en.json").read_text(encoding="utf-8"))
@@ -96,9 +97,9 @@ def test_a_model_trained_to_think_is_scored_on_its_answers(tmp_path):
     assert "</think>" in metrics["scored"]
     with open(work / "results/eval/default/samples.tsv", encoding="utf-8", newline="") as fh:
         samples = list(csv.DictReader(fh, delimiter="\t"))
-    thought = [s for s in samples if "Magic Conch answers briefly" in s["tuned_reasoning"]]
+    thought = [s for s in samples if s["tuned_reasoning"] == "Ask the Magic Conch." and s["tuned"]]
     assert len(thought) >= len(samples) // 2, samples
-    assert not any("think>" in s["tuned"] for s in samples)
+    assert not any("think>" in s["tuned"] or "think>" in s["reference"] for s in samples)
     # the thinking names the persona in every answer; scored on the whole text, every advice answer would
     # count as a false use of the name
     assert metrics["tuned"]["persona_name_false_use"] < 50

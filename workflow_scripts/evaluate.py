@@ -23,6 +23,9 @@ records = records[: p.max_samples] if p.max_samples else records
 if not records:
     raise SystemExit(f"evaluate: {snakemake.input.test} is empty; raise data.test_fraction or add data")
 contexts, references = zip(*(prompt_messages(r) for r in records), strict=True)
+# The loss is on the whole reference (what training teaches, thinking included); the other metrics compare
+# answers with answers.
+reference_answers = answers(list(references), p.template)
 questions = R.load_questions(snakemake.input.retention) if snakemake.input.get("retention") else []
 
 
@@ -59,8 +62,8 @@ def evaluate_model(name: str, path: str) -> tuple[dict, list[str], tuple | None]
         "loss": loss,
         "perplexity": math.exp(min(loss, 50)),
         "answer_tokens": n_tokens,
-        **M.similarity(scored, list(references)),
-        **M.persona_scores(scored, list(references), p.persona_names),
+        **M.similarity(scored, reference_answers),
+        **M.persona_scores(scored, reference_answers, p.persona_names),
     }
     if not questions:
         return result, scored, None
@@ -115,7 +118,9 @@ Path(snakemake.output.metrics).write_text(json.dumps(metrics, indent=2, ensure_a
 
 samples = [
     {"id": r["id"], "prompt": c[-1]["content"], "reference": ref, "base": b, "tuned": t}
-    for r, c, ref, b, t in zip(records, contexts, references, outputs["base"], outputs["tuned"], strict=True)
+    for r, c, ref, b, t in zip(
+        records, contexts, reference_answers, outputs["base"], outputs["tuned"], strict=True
+    )
 ]
 if thoughts["tuned"] is not None:  # R1-style: the thinking beside the answer that was scored
     for sample, base_thought, tuned_thought in zip(samples, thoughts["base"], thoughts["tuned"], strict=True):
