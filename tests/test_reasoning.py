@@ -99,7 +99,9 @@ def test_a_model_trained_to_think_is_scored_on_its_answers(tmp_path):
         samples = list(csv.DictReader(fh, delimiter="\t"))
     thought = [s for s in samples if s["tuned_reasoning"] == "Ask the Magic Conch." and s["tuned"]]
     assert len(thought) >= len(samples) // 2, samples
-    assert not any("think>" in s["tuned"] or "think>" in s["reference"] for s in samples)
+    assert not any("think>" in s["reference"] for s in samples)
+    # the thought is not scored (a model this small may loop on "</think>" after it: that much is its answer)
+    assert not any("Ask the Magic Conch" in s["tuned"] for s in samples)
     # the thinking names the persona in every answer; scored on the whole text, every advice answer would
     # count as a false use of the name
     assert metrics["tuned"]["persona_name_false_use"] < 50
