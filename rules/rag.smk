@@ -96,6 +96,7 @@ rule rag_eval:
         index=rules.rag_index.output.index,
         questions=RAG_QUESTIONS,
         merged=lambda wc: tuned_model(wc.experiment),  # rules/train.smk
+        base=BASE_MANIFEST,
     output:
         metrics="results/rag/eval/{experiment}/retrieval_metrics.json",
         results="results/rag/eval/{experiment}/questions.jsonl",

@@ -99,5 +99,6 @@ rule merge_adapter:
         template=config["template"],
         prompts=config["merge"]["check_prompts"],
         atol=config["merge"]["atol"],
+        rtol=config["merge"]["rtol"],
     script:
         "../workflow_scripts/merge_adapter.py"

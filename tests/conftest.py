@@ -94,7 +94,11 @@ def tiny_run(tmp_path_factory) -> Path:
     """A finished run of the whole DAG on the tiny config; treat as read-only (copy it to change things)."""
     workdir = make_workdir(tmp_path_factory.mktemp("tiny_run"), tiny_config())
     # A token in the environment, as on a real machine; tests/test_secrets.py checks it reached no file.
-    snakemake(workdir, env={"HF_TOKEN": TINY_RUN_HF_TOKEN})
+    # Progress lines every second from the first (jobs this small are otherwise quiet); the captured
+    # stderr is kept for tests/test_workflow.py.
+    env = {"HF_TOKEN": TINY_RUN_HF_TOKEN, "CONCH_PROGRESS_INTERVAL": "1", "CONCH_PROGRESS_DELAY": "0"}
+    proc = snakemake(workdir, env=env)
+    (workdir / "snakemake.stderr").write_text(proc.stderr, encoding="utf-8")
     return workdir
 
 

@@ -30,9 +30,8 @@ ARCH = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def scratch_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scratch")
+def build_tiny_scratch(out):
+    """The tiny scratch model these tests (and tests/test_gguf_base.py) use, in `out`."""
     build_scratch_model(
         RECORDS,
         out,
@@ -43,6 +42,11 @@ def scratch_dir(tmp_path_factory):
         default_system="You are a helpful assistant.",
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def scratch_dir(tmp_path_factory):
+    return build_tiny_scratch(tmp_path_factory.mktemp("scratch"))
 
 
 @pytest.mark.parametrize("system", ["", "Answer briefly."])
@@ -71,15 +75,7 @@ def test_chat_template_matches_llamafactory(scratch_dir, system):
 
 
 def test_scratch_model_is_seeded(tmp_path, scratch_dir):
-    build_scratch_model(
-        RECORDS,
-        tmp_path,
-        arch=ARCH,
-        vocab_size=300,
-        seed=0,
-        template="qwen",
-        default_system="You are a helpful assistant.",
-    )
+    build_tiny_scratch(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == (scratch_dir / "model.safetensors").read_bytes()
     assert (tmp_path / "tokenizer.json").read_text() == (scratch_dir / "tokenizer.json").read_text()
 

@@ -253,11 +253,14 @@ def test_eval_script_writes_metrics_answers_and_report(rag_setup, tmp_path):
     questions += [q for q in read_jsonl(REPO / "kb/questions.jsonl") if not q["sources"]][:2]
     (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in questions))
     out = {"metrics": tmp_path / "m.json", "results": tmp_path / "r.jsonl", "report": tmp_path / "report.md"}
+    # the same model stands in for the base model the merged one is compared with
+    (tmp_path / "base.json").write_text(json.dumps({"path": str(rag_setup.work / "model")}))
     smk = SimpleNamespace(
         input=SimpleNamespace(
             index=str(rag_setup.work / "index"),
             questions=str(tmp_path / "q.jsonl"),
             merged=str(rag_setup.work / "model"),
+            base=str(tmp_path / "base.json"),
         ),
         output=SimpleNamespace(**{k: str(v) for k, v in out.items()}),
         params=SimpleNamespace(answer_questions=2, max_new_tokens=8),
@@ -269,6 +272,7 @@ def test_eval_script_writes_metrics_answers_and_report(rag_setup, tmp_path):
     assert metrics["questions"] == len(questions) and metrics["unanswerable"] == 2
     assert metrics["recall_at_k"] >= 0.8 and 0 < metrics["mrr"] <= 1 and metrics["no_answer"] == 1.0
     assert metrics["answers"]["generated"] == 2 and 0 <= metrics["answers"]["citation_rate"] <= 1
+    assert metrics["answers_base"] == {**metrics["answers"], "model": str(rag_setup.work / "model")}
     rows = read_jsonl(out["results"])
     answered = [r for r in rows if "answer" in r]
     assert len(answered) == 2 and {r["lang"] for r in answered} == {"en", "zh"}

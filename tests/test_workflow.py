@@ -52,7 +52,8 @@ def test_adapter_loads_with_peft_and_merged_model_generates(tiny_run):
     (answer,) = generate(model, tok, [render(tok, [{"role": "user", "content": "Who are you?"}])], 12)
     assert answer.strip()
     check = json.loads((tiny_run / "results/merged" / EXP / "merge_check.json").read_text())
-    assert check["passed"] and check["max_abs_logit_diff"] <= check["atol"]
+    assert check["passed"] and check["max_abs_logit_diff"] <= check["max_tolerance_used"]
+    assert check["stored_dtype"] == "float32" and check["greedy_agreement"] == 1.0
 
 
 def test_eval_report_and_smoke_test(tiny_run):
@@ -76,6 +77,31 @@ def test_eval_report_and_smoke_test(tiny_run):
         "python -m conch.server --model results/merged/default/model"
     )
     assert manifest["host"] == "127.0.0.1"
+
+
+def test_long_jobs_show_progress_and_the_log_keeps_everything(tiny_run):
+    """Snakemake passes each job's stderr through: plain step lines (stderr is a pipe here, not a terminal)."""
+    err = (tiny_run / "snakemake.stderr").read_text(encoding="utf-8")
+    steps = [line for line in err.splitlines() if line.startswith("[train_adapter default] step ")]
+    assert len(steps) >= 2 and "loss" in steps[0] and "\r" not in err
+    total = json.loads((tiny_run / "results/adapters/default/trainer_log.jsonl").read_text().splitlines()[-1])
+    assert steps[-1].startswith(f"[train_adapter default] step {total['total_steps']}/{total['total_steps']}")
+    assert any(line.startswith("[evaluate default] item ") for line in err.splitlines())
+    # LLaMA-Factory's own output still goes to the log only
+    log = (tiny_run / "logs/train_adapter/default.log").read_text(encoding="utf-8")
+    assert "***** Running training *****" in log and "Running training" not in err
+
+
+def test_retention_scored_for_base_and_tuned(tiny_run):
+    metrics = json.loads((tiny_run / "results/eval" / EXP / "metrics.json").read_text())
+    retention = metrics["retention"]
+    assert retention["questions"] >= 40 and retention["base"]["questions"] == retention["questions"]
+    assert metrics["tuned"]["retention"] == retention["tuned"]["score"]
+    rows = (tiny_run / "results/eval" / EXP / "retention.tsv").read_text(encoding="utf-8").splitlines()
+    assert (
+        rows[0].split("\t")[:3] == ["id", "question", "references"]
+        and len(rows) == retention["questions"] + 1
+    )
 
 
 def test_nothing_to_do_after_a_run(tiny_run_copy):

@@ -1,4 +1,5 @@
-"""Merge the adapter with `llamafactory-cli export`, then prove the merge: merged logits == base+adapter logits."""
+"""Merge the adapter with `llamafactory-cli export`, then prove the merge: merged logits == base+adapter logits
+within a tolerance scaled to the logits and the stored dtype, and the same greedy tokens (conch/merge_check.py)."""
 
 import json
 import sys
@@ -8,44 +9,46 @@ import torch
 
 from conch import lf
 from conch.hub import base_model_path
-from conch.modeling import load, render
+from conch.merge_check import compare, prompt_logits, stored_dtype
+from conch.modeling import load
+from conch.progress import Progress
 
+p = snakemake.params
 base = base_model_path(snakemake.input.base)
 adapter = str(Path(snakemake.input.adapter).parent)
 args = lf.export_args(
     base_model=base,
     adapter=adapter,
-    template=snakemake.params.template,
+    template=p.template,
     export_dir=snakemake.output.model,
-    train=snakemake.params.train,
+    train=p.train,
 )
 lf.write_yaml(args, snakemake.output.export_yaml)
 open(snakemake.log[0], "w").close()
+progress = Progress(f"merge_adapter {snakemake.wildcards.experiment}", total=3, unit="stage")
+progress.update(0, note="llamafactory-cli export")
 lf.run("export", snakemake.output.export_yaml, snakemake.log[0])
 
-
-def logits(model, tokenizer):
-    texts = [render(tokenizer, [{"role": "user", "content": p}]) for p in snakemake.params.prompts]
-    with torch.inference_mode():
-        return [
-            model(**tokenizer(t, return_tensors="pt", add_special_tokens=False)).logits.float() for t in texts
-        ]
-
-
-merged = logits(*load(snakemake.output.model, dtype=torch.float32))
-unmerged = logits(*load(base, adapter=adapter, dtype=torch.float32))
-diff = max((a - b).abs().max().item() for a, b in zip(merged, unmerged, strict=True))
-check = {
-    "prompts": snakemake.params.prompts,
-    "max_abs_logit_diff": diff,
-    "atol": snakemake.params.atol,
-    "passed": diff <= snakemake.params.atol,
-}
+progress.update(1, note="merged model logits")
+merged = prompt_logits(*load(snakemake.output.model, dtype=torch.float32), p.prompts)
+progress.update(2, note="base + adapter logits")
+unmerged = prompt_logits(*load(base, adapter=adapter, dtype=torch.float32), p.prompts)
+dtype = stored_dtype(snakemake.output.model)
+rtol = p.rtol.get(dtype, max(p.rtol.values()))
+result = compare(merged, unmerged, atol=p.atol, rtol=rtol)
+progress.close(note="checked")
+check = {"check_prompts": p.prompts, "stored_dtype": dtype, "atol": p.atol, "rtol": rtol, **result}
 Path(snakemake.output.check).write_text(json.dumps(check, indent=2, ensure_ascii=False) + "\n")
+summary = (
+    f"merge check: max |logit diff| {result['max_abs_logit_diff']:.3g} against tolerance "
+    f"{result['max_tolerance_used']:.3g} (atol {p.atol} + rtol {rtol} x logit scale, {dtype}); "
+    f"greedy agreement {result['greedy_agreement']:.3f}"
+)
 with open(snakemake.log[0], "a", encoding="utf-8") as log:
-    log.write(f"merge check: max |logit diff| = {diff:.3g} (atol {snakemake.params.atol})\n")
+    log.write(summary + "\n")
 if not check["passed"]:
-    Path(snakemake.output.check).unlink()
-    sys.exit(
-        f"merge_adapter: merged model differs from base+adapter by {diff:.3g} > atol {snakemake.params.atol}"
+    Path(snakemake.output.check).with_suffix(".failed.json").write_text(
+        Path(snakemake.output.check).read_text()
     )
+    Path(snakemake.output.check).unlink()
+    sys.exit(f"merge_adapter: the merged model is not base + adapter: {summary}")

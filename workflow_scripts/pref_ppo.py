@@ -15,6 +15,7 @@ from conch.files import as_paths, read_jsonl, write_jsonl  # noqa: E402
 from conch.preference.ppo import train_ppo  # noqa: E402
 from conch.preference.prepare import prompts  # noqa: E402
 from conch.preference.stages import PPO_DEFAULTS  # noqa: E402
+from conch.progress import Progress, trainer_callback  # noqa: E402
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
@@ -37,7 +38,9 @@ lf.write_yaml(
 )
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     log.write(f"PPO on {len(train_prompts)} prompts, reward model {snakemake.input.reward_model}\n")
-# TRL prints its progress; keep it in the rule's log with the rest.
+# TRL prints its progress; keep it in the rule's log with the rest, and show steps on the terminal (the
+# Progress keeps the real stderr: it is made before the redirection).
+progress = Progress(f"train_ppo {snakemake.wildcards.experiment}")
 with open(snakemake.log[0], "a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
     result = train_ppo(
         policy_path=snakemake.input.sft_model,
@@ -49,7 +52,9 @@ with open(snakemake.log[0], "a", encoding="utf-8") as log, redirect_stdout(log),
         ppo_args=ppo_args,
         # Prompts cut as LLaMA-Factory cuts the SFT and DPO data: at cutoff_len.
         max_prompt_tokens=lf.train_value(p.lora, "cutoff_len"),
+        callbacks=[trainer_callback(progress)],
     )
+progress.close()
 history = result["log_history"]
 write_jsonl(snakemake.output.ppo_log, history)
 fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -5,6 +5,7 @@ from pathlib import Path
 from conch import gpus, launch, lf
 from conch.hub import base_model_path
 from conch.preference.stages import stage_args
+from conch.progress import follow_trainer_log
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params
@@ -36,6 +37,9 @@ lf.prepare_output_dir(
 )
 lf.write_yaml(args, snakemake.output.train_yaml)
 open(snakemake.log[0], "w").close()
-launch.run_train(
-    snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
-)
+with follow_trainer_log(
+    snakemake.output.trainer_log, f"{snakemake.rule} {stage} {snakemake.wildcards.experiment}"
+):
+    launch.run_train(
+        snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
+    )

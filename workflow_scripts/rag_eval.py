@@ -4,7 +4,9 @@ import json
 from pathlib import Path
 
 from conch.files import write_jsonl
+from conch.hub import base_model_path
 from conch.modeling import generate, load, render
+from conch.progress import Progress
 from conch.rag.evaluate import load_questions, report_markdown, retrieval_metrics, score_question
 from conch.rag.prompt import build_messages, cited_numbers, no_answer
 from conch.rag.retrieve import Retriever
@@ -32,35 +34,50 @@ per_lang = max(1, p.answer_questions // max(1, len(langs)))
 picked = [r for lang in langs for r in [r for r in answerable if r["lang"] == lang][:per_lang]]
 picked = picked[: p.answer_questions]
 
-model, tokenizer = load(snakemake.input.merged)
-context = getattr(model.config, "max_position_embeddings", None)
+progress = Progress(f"rag_eval {snakemake.wildcards.experiment}", total=2 * len(picked), unit="answer")
 
 
-def count_tokens(text):
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+def answer_all(model_path: str) -> tuple[list[str], dict]:
+    """The model's answers to the picked questions from their retrieved sources, and how many cite one."""
+    model, tokenizer = load(model_path)
+    context = getattr(model.config, "max_position_embeddings", None)
 
+    def count_tokens(text):
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-prompts, used_by_id = [], {}
-for row in picked:
-    messages, used = build_messages(
-        row["question"], hits_by_id[row["id"]], count_tokens, context, p.max_new_tokens
+    prompts, used_sources = [], []
+    for row in picked:
+        messages, used = build_messages(
+            row["question"], hits_by_id[row["id"]], count_tokens, context, p.max_new_tokens
+        )
+        used_sources.append(used)
+        prompts.append(render(tokenizer, messages))
+    texts = generate(
+        model, tokenizer, prompts, p.max_new_tokens, on_batch=lambda n: progress.update(progress.done + n)
     )
-    used_by_id[row["id"]] = used
-    prompts.append(render(tokenizer, messages))
-outputs = generate(model, tokenizer, prompts, p.max_new_tokens) if prompts else []
-cited = 0
-for row, text in zip(picked, outputs, strict=True):
-    used = used_by_id[row["id"]]
-    row["answer"] = text if used else no_answer(row["question"])
-    row["cited"] = cited_numbers(text, len(used)) if used else []
-    cited += bool(row["cited"])
-metrics["answers"] = {
-    "generated": len(picked),
-    "with_citation": cited,
-    "citation_rate": round(cited / len(picked), 4) if picked else None,
-    "model": snakemake.input.merged,
-    "max_new_tokens": p.max_new_tokens,
-}
+    answers = [
+        text if used else no_answer(row["question"])
+        for row, text, used in zip(picked, texts, used_sources, strict=True)
+    ]
+    cited = [
+        cited_numbers(text, len(used)) if used else [] for text, used in zip(texts, used_sources, strict=True)
+    ]
+    summary = {
+        "generated": len(picked),
+        "with_citation": sum(bool(c) for c in cited),
+        "citation_rate": round(sum(bool(c) for c in cited) / len(picked), 4) if picked else None,
+        "model": model_path,
+        "max_new_tokens": p.max_new_tokens,
+    }
+    return list(zip(answers, cited, strict=True)), summary
+
+
+# The served (merged) model, and the base model given the same sources for comparison.
+answered, metrics["answers"] = answer_all(snakemake.input.merged)
+base_answered, metrics["answers_base"] = answer_all(base_model_path(snakemake.input.base))
+progress.close()
+for row, (answer, cited), (base_answer, _) in zip(picked, answered, base_answered, strict=True):
+    row.update(answer=answer, cited=cited, base_answer=base_answer)
 
 Path(snakemake.output.metrics).write_text(
     json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -71,5 +88,6 @@ Path(snakemake.output.report).write_text(report_markdown(title, metrics, rows), 
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     log.write(
         f"recall@{k} {metrics['recall_at_k']}, MRR {metrics['mrr']}, no_answer {metrics['no_answer']}, "
-        f"citation rate {metrics['answers']['citation_rate']} over {len(picked)} answer(s)\n"
+        f"citation rate {metrics['answers']['citation_rate']} over {len(picked)} answer(s) "
+        f"(base model: {metrics['answers_base']['citation_rate']})\n"
     )

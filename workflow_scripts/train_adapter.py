@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conch import gpus, launch, lf
 from conch.hub import base_model_path
+from conch.progress import follow_trainer_log
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 out_dir = Path(snakemake.output.train_yaml).parent
@@ -48,8 +49,11 @@ if long:
     print(note, end="", file=sys.stderr)
     with open(snakemake.log[0], "a", encoding="utf-8") as log:
         log.write(note)
-launch.run_train(
-    snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
-)
+# Steps, loss and ETA on the terminal while LLaMA-Factory's own output goes to the log.
+job = "train_model" if snakemake.output.get("model") else "train_adapter"
+with follow_trainer_log(snakemake.output.trainer_log, f"{job} {snakemake.wildcards.experiment}"):
+    launch.run_train(
+        snakemake.output.train_yaml, snakemake.log[0], launch.launch_env(snakemake.config["compute"])
+    )
 if snakemake.output.get("model"):  # rule train_model
     lf.collect_model(out_dir, snakemake.output.model)

@@ -70,6 +70,7 @@ def train_ppo(
     lora_train: dict,
     ppo_args: dict,
     max_prompt_tokens: int,
+    callbacks: list | None = None,
 ) -> dict:
     """Train the policy's adapter with PPO; save it to out_dir/adapter and the merged model to out_dir/model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -112,6 +113,7 @@ def train_ppo(
         train_dataset=train_set,
         eval_dataset=eval_set,
         peft_config=lora_config(lora_train),
+        callbacks=callbacks,
     )
     trainer.train()
     history = [entry for entry in trainer.state.log_history if "objective/scores" in entry]
