@@ -62,9 +62,9 @@ def finished(tmp_path_factory) -> tuple[Path, Path, float]:
         ("conch/metrics.py", {"evaluate"}),
         # reached only through other modules (rag/index.py, rag/retrieve.py, the server's RAG routes)
         ("conch/rag/keyword.py", {"rag_index", "rag_eval", "serve"}),
-        # LLaMA-Factory's driver: training and merging run it; the server reads its templates' reasoning
-        # markers through it (conch/reasoning.py); nothing else
-        ("conch/lf.py", {"train_adapter", "merge_adapter", "serve"}),
+        # LLaMA-Factory's driver: training and merging run it; evaluation and the server read its templates'
+        # reasoning markers through it (conch/reasoning.py); nothing else
+        ("conch/lf.py", {"train_adapter", "merge_adapter", "evaluate", "serve"}),
     ],
 )
 def test_editing_a_module_reruns_exactly_the_rules_that_reach_it(finished, module, rules):
