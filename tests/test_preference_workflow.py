@@ -225,6 +225,8 @@ def test_dpo_on_the_sft_models_own_answers_beats_sft_against_them_on_held_out_pr
     workdir = tmp_path / "run"
     shutil.copytree(tiny_run, workdir, symlinks=True)
     cfg = preference_config(methods=["dpo"], pairs="on_policy", eval={"max_new_tokens": 12})
+    # The scratch SFT model trained at 5e-3: DPO needs a comparable step to move its answers within a test.
+    cfg["preference"]["train"].update(num_train_epochs=3, learning_rate=2.0e-3)
     write_config(workdir, cfg)
     snakemake(workdir, "results/eval_preference/default/metrics.json")
     pairs_dir = workdir / "results/data/magic_conch_pref_on_policy/default"
