@@ -10,6 +10,14 @@ PREF_DIR = f"results/data/{PREF_DATASET}"
 PPO_CFG = PREF["ppo"]
 # PPO's reward model: the one `stage: rm` trains here, or a directory named in config.
 RM_TRAINED = "ppo" in PREF_METHODS and PPO_CFG.get("reward_model") == "train"
+# The pairs DPO/KTO and the reward model train on: the given ones, or (on_policy) their chosen answers
+# against the experiment's SFT model's own answers (rule build_on_policy_pairs, conch/preference/on_policy.py).
+ON_POLICY = PREF["pairs"] == "on_policy"
+TRAIN_PAIRS_DATASET = f"{PREF_DATASET}_on_policy" if ON_POLICY else PREF_DATASET
+TRAIN_PAIRS_DIR = (
+    f"results/data/{TRAIN_PAIRS_DATASET}/{{experiment}}" if ON_POLICY else PREF_DIR
+)
+TRAIN_PAIRS = lambda name: lambda wc: f"{TRAIN_PAIRS_DIR}/{name}".format(**wc)
 
 
 # The experiment's fine-tuned model (merged LoRA, or full/freeze-trained; rules/train.smk), and its LoRA
@@ -64,16 +72,47 @@ rule prepare_preference:
         "../workflow_scripts/pref_prepare.py"
 
 
+if ON_POLICY:
+
+    # The training env: it reads and writes the pair splits as prepare_preference does (pandas, pyarrow).
+    rule build_on_policy_pairs:
+        input:
+            train=rules.prepare_preference.output.train,
+            val=rules.prepare_preference.output.val,
+            sft_model=SFT_MODEL,
+        output:
+            train=f"{TRAIN_PAIRS_DIR}/train.jsonl",
+            val=f"{TRAIN_PAIRS_DIR}/val.jsonl",
+            kto_train=f"{TRAIN_PAIRS_DIR}/kto_train.jsonl",
+            kto_val=f"{TRAIN_PAIRS_DIR}/kto_val.jsonl",
+            stats=f"{TRAIN_PAIRS_DIR}/stats.json",
+            dataset_info=f"{TRAIN_PAIRS_DIR}/dataset_info.json",
+        log:
+            "logs/build_on_policy_pairs/{experiment}.log",
+        benchmark:
+            "benchmarks/build_on_policy_pairs/{experiment}.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: config["compute"]["threads"]
+        resources:
+            **gpu_resources(),
+        params:
+            max_new_tokens=PREF["eval"]["max_new_tokens"],
+            batch_size=config["eval"]["batch_size"],
+            dataset=TRAIN_PAIRS_DATASET,
+        script:
+            "../workflow_scripts/pref_on_policy.py"
+
+
 if set(PREF_METHODS) & {"dpo", "kto"}:
 
     rule train_preference:
         input:
-            dataset_info=rules.prepare_preference.output.dataset_info,
-            train=lambda wc: getattr(
-                rules.prepare_preference.output,
-                "kto_train" if wc.method == "kto" else "train",
-            ),
-            val=rules.prepare_preference.output.val,
+            dataset_info=TRAIN_PAIRS("dataset_info.json"),
+            train=lambda wc: TRAIN_PAIRS(
+                "kto_train.jsonl" if wc.method == "kto" else "train.jsonl"
+            )(wc),
+            val=TRAIN_PAIRS("val.jsonl"),
             sft_model=SFT_MODEL,
             sft_adapter=SFT_ADAPTER,
             base=BASE_MANIFEST,
@@ -94,7 +133,7 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         params:
             train=lambda wc: train_config(wc.experiment, PREF_LORA, PREF["train"]),
             start_from=PREF["start_from"],
-            dataset=PREF_DATASET,
+            dataset=TRAIN_PAIRS_DATASET,
             template=config["template"],
         script:
             "../workflow_scripts/pref_train.py"
@@ -128,9 +167,9 @@ if RM_TRAINED:
 
     rule train_reward_model:
         input:
-            dataset_info=rules.prepare_preference.output.dataset_info,
-            train=rules.prepare_preference.output.train,
-            val=rules.prepare_preference.output.val,
+            dataset_info=TRAIN_PAIRS("dataset_info.json"),
+            train=TRAIN_PAIRS("train.jsonl"),
+            val=TRAIN_PAIRS("val.jsonl"),
             sft_model=SFT_MODEL,
             sft_adapter=SFT_ADAPTER,
             base=BASE_MANIFEST,
@@ -154,7 +193,7 @@ if RM_TRAINED:
                 wc.experiment, PREF_LORA, PREF["reward_model"]["train"]
             ),
             start_from="merged",
-            dataset=PREF_DATASET,
+            dataset=TRAIN_PAIRS_DATASET,
             template=config["template"],
             stage="rm",
         script:
@@ -264,5 +303,6 @@ rule evaluate_preference:
         max_new_tokens=PREF["eval"]["max_new_tokens"],
         batch_size=config["eval"]["batch_size"],
         persona_names=config["eval"]["persona_names"],
+        pairs=PREF["pairs"],
     script:
         "../workflow_scripts/pref_evaluate.py"

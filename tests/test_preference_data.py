@@ -239,3 +239,26 @@ def test_alpaca_pairs_in_csv(tmp_path):
     assert pair["chosen"]["content"] == "I am the Magic Conch." and pair["source"] == f"{path}:row 1"
     (reject,) = result.rejects
     assert (reject["row"], reject["reason"], reject["detail"]) == (2, "empty_side", "rejected is empty")
+
+
+def test_on_policy_pairs_reject_the_models_answer_once_per_prompt_and_chosen():
+    from conch.preference.on_policy import against_answers, reference_pairs
+
+    result = prepare_preference([str(p) for p in OURS])
+    # A prompt given with two rejected sides is asked once.
+    second_reject = {**result.pairs["train"][0], "rejected": {"role": "assistant", "content": "Who knows."}}
+    given = [*result.pairs["train"], second_reject]
+    references = reference_pairs(given)
+    assert references == result.pairs["train"]
+    answers = [p["chosen"]["content"] if i % 2 else "  Maybe someday. " for i, p in enumerate(references)]
+    answers[-1] = " "
+    pairs = against_answers(references, answers)
+    # An answer equal to chosen, or empty, leaves nothing to prefer; every other one becomes the rejected side.
+    expected = [p for i, p in enumerate(references[:-1]) if i % 2 == 0]
+    expected = [p for p in expected if p["chosen"]["content"].strip().casefold() != "maybe someday."]
+    assert [p["id"] for p in pairs] == [p["id"] for p in expected]
+    assert all(p["rejected"] == {"role": "assistant", "content": "  Maybe someday. "} for p in pairs)
+    assert all(
+        p["chosen"] == r["chosen"] and p["messages"] == r["messages"]
+        for p, r in zip(pairs, expected, strict=True)
+    )

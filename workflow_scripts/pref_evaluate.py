@@ -39,6 +39,7 @@ metrics = {
     "n_pairs_vs_sft_answers": len(own_answer_pairs),
     "n_sft": len(sft_records),
     "max_new_tokens": p.max_new_tokens,
+    "trained_on_pairs": p.pairs,
     "models": results,
 }
 if reward is not None:

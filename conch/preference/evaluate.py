@@ -19,8 +19,8 @@ import math
 from statistics import mean
 
 from conch import metrics as M
-from conch.data.records import fold
 from conch.modeling import answer_loss, generate, load, prompt_messages, render
+from conch.preference.on_policy import against_answers
 from conch.preference.scoring import answer_logprobs, pair_rewards, rendered_pairs
 
 
@@ -34,16 +34,6 @@ def reward_accuracy(reward_model, reward_tokenizer, pairs: list[dict]) -> dict:
         "mean_rejected_reward": mean(bad),
         "pairs": len(pairs),
     }
-
-
-def against_own_answers(pairs: list[dict], answers: list[str]) -> list[dict]:
-    """Each pair with the SFT model's greedy answer to its prompt as the rejected side; pairs whose answer
-    is the chosen one (after casefold and whitespace collapse) are left out: nothing to prefer there."""
-    return [
-        {**pair, "rejected": {"role": "assistant", "content": answer}}
-        for pair, answer in zip(pairs, answers, strict=True)
-        if answer.strip() and fold(answer) != fold(pair["chosen"]["content"])
-    ]
 
 
 def preference_scores(model, tokenizer, pairs: list[dict]) -> tuple[float | None, float | None]:
@@ -81,7 +71,7 @@ def evaluate_model(
     prompts = rendered_pairs(tokenizer, pairs)[0]
     answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
     if own_answer_pairs is None:
-        own_answer_pairs = against_own_answers(pairs, answers)
+        own_answer_pairs = against_answers(pairs, answers)
     accuracy, margin = preference_scores(model, tokenizer, pairs)
     own_accuracy, own_margin = preference_scores(model, tokenizer, own_answer_pairs)
     result = {

@@ -90,7 +90,8 @@ th{{background:#f3f3f3}}img{{max-width:100%}}td{{overflow-wrap:anywhere}}</style
 most {metrics["max_new_tokens"]} new tokens. preference_accuracy: share of pairs where the model's
 log-probability of chosen exceeds that of rejected. preference_accuracy_vs_sft_answers: the same on the
 {metrics.get("n_pairs_vs_sft_answers", 0)} pairs whose rejected side is the SFT model's own greedy answer (the
-sft column below), where the SFT model starts near 0 % and a gain shows what alignment changed.</p>
+sft column below), where the SFT model starts near 0 % and a gain shows what alignment changed. The aligned
+models trained on {html.escape(str(metrics.get("trained_on_pairs", "given")))} pairs (preference.pairs).</p>
 <h2>Metrics</h2>
 <table><tr><th>metric</th>{head}</tr>{rows}</table>
 {reward_html}
