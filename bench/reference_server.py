@@ -43,8 +43,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # While `generate` blocks the loop, uvicorn's keep-alive timer (5 s) can fire before the loop reads a request
+    # that has already arrived, and closes that client's connection: a long timeout keeps clients connected.
     uvicorn.run(
-        create_app(args.model, args.max_new_tokens), host=args.host, port=args.port, log_level="warning"
+        create_app(args.model, args.max_new_tokens),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=3600,
     )
 
 

@@ -9,10 +9,11 @@ arrives with the whole answer. Measurements alternate between the servers in rou
 neighbours. Prints completion tokens/s, requests/s, p50/p95 latency, p50/p95 time to first token and server CPU
 per completion token, and conch's ratios; checks how many greedy answers the servers agree on.
 
-    .venv/bin/python bench/serve_bench.py --model /work/models/smollm2-hf --rounds 3 --json out.json
+    .venv/bin/python bench/serve_bench.py --model path/to/SmolLM2-135M-Instruct --rounds 2 --threads 1
     .venv/bin/python bench/serve_bench.py --model scratch     # the default config's scratch architecture
 
-Not a test: numbers depend on the machine (run it alone: `flock -x /tmp/conch-timing.lock ...`).
+Not a test: numbers depend on the machine. Run it alone: `--lock /tmp/conch-timing.lock` holds that lock
+exclusively while measuring (the servers load before, without it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -96,6 +98,19 @@ def server_commands(args, model: str, ports: dict[str, int]) -> dict[str, list[s
     return {kind: commands[kind] for kind in args.servers}
 
 
+@contextlib.contextmanager
+def exclusive(path: str):
+    """Hold an exclusive flock on `path`: the machine's other timed work waits (and ours waits for it)."""
+    with open(path, "a") as handle:
+        print(f"  waiting for {path}", flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        print(f"  holding {path}; load average {os.getloadavg()[0]:.1f}", flush=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def measure(args, model: str, log_dir: Path) -> tuple[dict, dict]:
     """(server, concurrency) -> [seconds, answers, server CPU seconds] summed over rounds; and the commands."""
     ports = {kind: free_port() for kind in args.servers}
@@ -115,10 +130,12 @@ def measure(args, model: str, log_dir: Path) -> tuple[dict, dict]:
             processes[kind] = psutil.Process(
                 stack.enter_context(running_server(command, url, log, 600, env)).pid
             )
+        if args.lock:
+            stack.enter_context(exclusive(args.lock))
         first = 0
         for r in range(args.rounds):
-            for c in args.concurrency:
-                per_client = max(1, args.requests // c)
+            for c, requests in zip(args.concurrency, args.requests, strict=True):
+                per_client = max(1, requests // c)
                 order = list(commands)[r % len(commands) :] + list(commands)[: r % len(commands)]
                 for kind in order:  # the same questions for every server
                     before = cpu_seconds(processes[kind])
@@ -130,7 +147,8 @@ def measure(args, model: str, log_dir: Path) -> tuple[dict, dict]:
                     run[1] += answers
                     run[2] += cpu_seconds(processes[kind]) - before
                     print(
-                        f"  round {r + 1} c={c:<3d} {kind:12s} {len(answers) / seconds:7.2f} req/s",
+                        f"  round {r + 1} c={c:<3d} {kind:12s} {len(answers) / seconds:7.2f} req/s "
+                        f"(load average {os.getloadavg()[0]:.1f})",
                         flush=True,
                     )
                 first += c * per_client + c
@@ -232,13 +250,26 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16], help="clients (closed loop)")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=32, help="requests per server, concurrency and round")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        nargs="+",
+        default=[8, 32],
+        help="requests per server and round, one number per concurrency (or one for all)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=3, help="measurements alternate between servers this often"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each server")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--lock", help="take an exclusive flock on this file for the measurements only (not while loading)"
+    )
     args = parser.parse_args()
+    if len(args.requests) == 1:
+        args.requests *= len(args.concurrency)
+    if len(args.requests) != len(args.concurrency):
+        parser.error("--requests takes one number, or one per --concurrency")
 
     from transformers import AutoTokenizer
 
