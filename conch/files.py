@@ -66,6 +66,22 @@ def read_jsonl(path: str | os.PathLike) -> list:
     return rows
 
 
+def question_lines(path: str | os.PathLike) -> Iterator[tuple[str, int, dict]]:
+    """(where, line number, record) of each record of a question set (JSONL, blank lines skipped), each a JSON
+    object with a non-empty string `question`; anything else is a ValueError naming the file and line."""
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            q = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: invalid JSON ({err.msg})") from None
+        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or not q["question"].strip():
+            raise ValueError(f"{where}: needs a non-empty string field 'question'")
+        yield where, number, q
+
+
 def as_paths(files: str | os.PathLike | Iterable) -> list[str]:
     """A list of paths: a Snakemake input or param naming one file arrives as a plain string."""
     return [os.fspath(files)] if isinstance(files, str | os.PathLike) else [os.fspath(f) for f in files]

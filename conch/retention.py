@@ -18,11 +18,12 @@ tuned model still answers (gains elsewhere, e.g. in Chinese, cannot hide a loss)
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
+
+from conch.files import question_lines
 
 CATEGORIES = ("facts", "arithmetic", "translation", "instructions")
 FORBIDDEN_REFERENCES = {"yes", "no", "是", "否", "不"}
@@ -77,16 +78,7 @@ def leaks(question: dict, prompt: str, answer: str) -> bool:
 
 def load_questions(path: str | Path) -> list[dict]:
     questions, seen = [], set()
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: invalid JSON ({err.msg})") from None
-        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or not q["question"].strip():
-            raise ValueError(f"{where}: needs a non-empty string field 'question'")
+    for where, number, q in question_lines(path):
         answers = q.get("answers")
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
             raise ValueError(f"{where}: 'answers' must be a non-empty list of strings")

@@ -13,24 +13,17 @@ cannot answer, for which the right behaviour is that no chunk passes the thresho
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
+
+from conch.files import question_lines
 
 
 def load_questions(path: str | Path) -> list[dict]:
     questions = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} line {number}: invalid JSON ({err.msg})") from None
-        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or not q["question"].strip():
-            raise ValueError(f"{path} line {number}: needs a non-empty string field 'question'")
+    for where, number, q in question_lines(path):
         if not isinstance(q.get("sources", []), list):
-            raise ValueError(f"{path} line {number}: 'sources' must be a list of document paths")
+            raise ValueError(f"{where}: 'sources' must be a list of document paths")
         questions.append(
             {
                 "id": q.get("id", f"line-{number}"),
