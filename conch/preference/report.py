@@ -11,19 +11,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-CHART_METRICS = [
-    ("preference_accuracy", "preference accuracy (%)"),
-    ("preference_accuracy_vs_sft_answers", "pref. accuracy vs SFT's answers (%)"),
-    ("persona_name_recall", "persona name recall (%)"),
-    ("rouge_l", "ROUGE-L"),
-]
+# metric -> its axis label; a metric some model lacks is left out of the chart
+CHART_METRICS = {
+    "preference_accuracy": "preference accuracy (%)",
+    "preference_accuracy_vs_sft_answers": "pref. accuracy vs SFT's answers (%)",
+    "persona_name_recall": "persona name recall (%)",
+    "rouge_l": "ROUGE-L",
+}
 
 
 def chart(metrics: dict, out: str | Path) -> None:
     models = list(metrics["models"])
     shown = [
         (k, label)
-        for k, label in CHART_METRICS
+        for k, label in CHART_METRICS.items()
         if all(metrics["models"][m].get(k) is not None for m in models)
     ]
     rewards = all("mean_reward_of_answers" in metrics["models"][m] for m in models)
