@@ -80,7 +80,8 @@ def snakemake(
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """{rule: count} of what a dry run would execute."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    # --quiet=rules, not "--quiet rules": --quiet takes any number of values and would swallow a target
+    out = snakemake(workdir, "-n", "--quiet=rules", *args).stdout
     jobs = {}
     for line in out.splitlines():
         parts = line.split()
