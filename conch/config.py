@@ -27,10 +27,25 @@ def without_nulls(block):
     return {key: value for key, value in block.items() if value is not None}
 
 
+def stage_nulls(config: dict) -> dict[str, dict]:
+    """{"train": {key: None}, "reward_model": {key: None}}: the keys a preference stage's block sets to null.
+
+    Read before drop_train_nulls removes them: layered over the experiment's keys (train_config in
+    rules/common.smk), such a null removes the experiment's key for that stage."""
+    pref = config.get("preference") if isinstance(config.get("preference"), dict) else {}
+    rm = pref.get("reward_model") if isinstance(pref.get("reward_model"), dict) else {}
+    blocks = {"train": pref.get("train"), "reward_model": rm.get("train")}
+    return {
+        name: {k: None for k, v in block.items() if v is None} if isinstance(block, dict) else {}
+        for name, block in blocks.items()
+    }
+
+
 def drop_train_nulls(config: dict) -> dict:
     """Drop null keys from the training blocks (`train`, `preference.train`, `preference.reward_model.train`)
     in place, before the schema check and its defaults. Experiments and grid points keep theirs: there a
-    null removes the key from that experiment only (train_config in rules/common.smk)."""
+    null removes the key from that experiment only (train_config in rules/common.smk); a preference block's
+    nulls are kept aside by stage_nulls."""
     if isinstance(config.get("train"), dict):
         config["train"] = without_nulls(config["train"])
     pref = config.get("preference")

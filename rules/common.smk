@@ -5,7 +5,7 @@ import re
 import yaml
 from snakemake.utils import validate
 
-from conch.config import check as check_config, drop_train_nulls
+from conch.config import check as check_config, drop_train_nulls, stage_nulls
 from conch.errors import ConfigError
 from conch.experiments import all_experiments
 from conch.imports import reach
@@ -14,7 +14,9 @@ from conch.imports import reach
 SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
 with open(SCHEMA, encoding="utf-8") as fh:
     _schema = yaml.safe_load(fh)
-# A training key set to null is dropped, whatever its type in the schema.
+# A training key set to null is dropped, whatever its type in the schema; a preference stage's nulls are
+# kept aside, to drop the experiment's key for that stage (rules/preference.smk).
+STAGE_NULLS = stage_nulls(config)
 drop_train_nulls(config)
 try:
     check_config(config, _schema)

@@ -131,7 +131,9 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: train_config(wc.experiment, PREF_LORA, PREF["train"]),
+            train=lambda wc: train_config(
+                wc.experiment, PREF_LORA, PREF["train"], STAGE_NULLS["train"]
+            ),
             start_from=PREF["start_from"],
             dataset=TRAIN_PAIRS_DATASET,
             template=config["template"],
@@ -156,7 +158,9 @@ if set(PREF_METHODS) & {"dpo", "kto"}:
         resources:
             **gpu_resources(),
         params:
-            train=lambda wc: train_config(wc.experiment, PREF_LORA, PREF["train"]),
+            train=lambda wc: train_config(
+                wc.experiment, PREF_LORA, PREF["train"], STAGE_NULLS["train"]
+            ),
             start_from=PREF["start_from"],
             template=config["template"],
         script:
@@ -190,7 +194,10 @@ if RM_TRAINED:
             **gpu_resources(),
         params:
             train=lambda wc: train_config(
-                wc.experiment, PREF_LORA, PREF["reward_model"]["train"]
+                wc.experiment,
+                PREF_LORA,
+                PREF["reward_model"]["train"],
+                STAGE_NULLS["reward_model"],
             ),
             start_from="merged",
             dataset=TRAIN_PAIRS_DATASET,
@@ -224,7 +231,10 @@ if RM_TRAINED:
             **gpu_resources(),
         params:
             train=lambda wc: train_config(
-                wc.experiment, PREF_LORA, PREF["reward_model"]["train"]
+                wc.experiment,
+                PREF_LORA,
+                PREF["reward_model"]["train"],
+                STAGE_NULLS["reward_model"],
             ),
             dataset=PREF_DATASET,
             template=config["template"],
@@ -268,7 +278,9 @@ if "ppo" in PREF_METHODS:
             **gpu_resources(),
         params:
             lora=lambda wc: ppo_lora_settings(
-                train_config(wc.experiment, PREF_LORA, PREF["train"])
+                train_config(
+                    wc.experiment, PREF_LORA, PREF["train"], STAGE_NULLS["train"]
+                )
             ),
             ppo=PPO_CFG["train"],
             max_prompts=PPO_CFG.get("max_prompts"),
