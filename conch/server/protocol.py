@@ -197,6 +197,13 @@ class RagChatCompletionRequest(ChatCompletionRequest):
 
     top_k: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
 
+    @field_validator("tools", "tool_choice")
+    @classmethod
+    def _no_tools(cls, v):
+        if v is not None:
+            raise ValueError("tools are not served with the knowledge base; use /v1/chat/completions")
+        return v
+
 
 class RagQueryRequest(_Strict):
     question: Annotated[StrictStr, Field(min_length=1)]
