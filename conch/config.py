@@ -144,6 +144,15 @@ def _finetuning_problems(config: dict, default_experiments) -> list[str]:
     for name, overrides in experiments.items():
         train = without_nulls({**(config.get("train") or {}), **(overrides or {})})
         kind = train.get("finetuning_type", "lora")
+        on_cpu = not (config.get("compute") or {}).get("gpus")
+        qlora = kind == "lora" and train.get("quantization_bit") is not None
+        if qlora and on_cpu and train.get("eval_strategy", "no") != "no":
+            found.append(
+                f"config key train.eval_strategy: experiment {name!r} trains QLoRA (quantization_bit) on the CPU "
+                "(compute.gpus: 0), where bitsandbytes' 4-bit matmul fails during evaluation on layers with a "
+                "bias (Qwen2's q/k/v projections) after training has run; set eval_strategy: no for it, or give "
+                "it a GPU (compute.gpus)"
+            )
         if kind == "lora":
             continue
         if train.get("quantization_bit") is not None:

@@ -61,8 +61,21 @@ def test_quantization_is_refused_without_lora(kind):
     cfg["experiments"] = {"default": {}, "big": {"finetuning_type": kind, "quantization_bit": 4}}
     (found,) = problems(cfg, SCHEMA)
     assert found.startswith(f"config key train.quantization_bit: experiment 'big' trains {kind}")
-    cfg["experiments"]["big"]["finetuning_type"] = "lora"
+    cfg["experiments"]["big"].update(finetuning_type="lora", eval_strategy="no")  # QLoRA on this CPU
     assert problems(cfg, SCHEMA) == []
+
+
+def test_qlora_with_evaluation_on_the_cpu_is_refused_before_any_job():
+    """bitsandbytes' CPU 4-bit matmul fails on biased layers while evaluating: refused up front, not half-way."""
+    cfg = copy.deepcopy(default_config())
+    cfg["experiments"] = {"default": {}, "q": {"quantization_bit": 4}}
+    assert cfg["train"].get("eval_strategy", "no") != "no"
+    assert any(p.startswith("config key train.eval_strategy: experiment 'q'") for p in problems(cfg, SCHEMA))
+    cfg["experiments"]["q"]["eval_strategy"] = "no"
+    assert not any("eval_strategy" in p for p in problems(cfg, SCHEMA))
+    cfg["experiments"]["q"].pop("eval_strategy")
+    cfg["compute"] = {**cfg.get("compute", {}), "gpus": 1}
+    assert not any("eval_strategy" in p for p in problems(cfg, SCHEMA))
 
 
 def test_preference_on_a_full_model_cannot_continue_an_sft_adapter():
