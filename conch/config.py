@@ -27,17 +27,25 @@ def without_nulls(block):
     return {key: value for key, value in block.items() if value is not None}
 
 
+def _stage_holders(config: dict) -> dict[str, dict]:
+    """{"train": the `preference` block, "reward_model": `preference.reward_model`}: the dicts that hold a
+    preference stage's `train` block, where the config has one."""
+    pref = config.get("preference") if isinstance(config.get("preference"), dict) else {}
+    rm = pref.get("reward_model") if isinstance(pref.get("reward_model"), dict) else {}
+    return {
+        name: h for name, h in (("train", pref), ("reward_model", rm)) if isinstance(h.get("train"), dict)
+    }
+
+
 def stage_nulls(config: dict) -> dict[str, dict]:
     """{"train": {key: None}, "reward_model": {key: None}}: the keys a preference stage's block sets to null.
 
     Read before drop_train_nulls removes them: layered over the experiment's keys (train_config in
     rules/common.smk), such a null removes the experiment's key for that stage."""
-    pref = config.get("preference") if isinstance(config.get("preference"), dict) else {}
-    rm = pref.get("reward_model") if isinstance(pref.get("reward_model"), dict) else {}
-    blocks = {"train": pref.get("train"), "reward_model": rm.get("train")}
+    holders = _stage_holders(config)
     return {
-        name: {k: None for k, v in block.items() if v is None} if isinstance(block, dict) else {}
-        for name, block in blocks.items()
+        name: {k: None for k, v in holders[name]["train"].items() if v is None} if name in holders else {}
+        for name in ("train", "reward_model")
     }
 
 
@@ -48,12 +56,8 @@ def drop_train_nulls(config: dict) -> dict:
     nulls are kept aside by stage_nulls."""
     if isinstance(config.get("train"), dict):
         config["train"] = without_nulls(config["train"])
-    pref = config.get("preference")
-    if isinstance(pref, dict):
-        if isinstance(pref.get("train"), dict):
-            pref["train"] = without_nulls(pref["train"])
-        if isinstance(pref.get("reward_model"), dict) and isinstance(pref["reward_model"].get("train"), dict):
-            pref["reward_model"]["train"] = without_nulls(pref["reward_model"]["train"])
+    for holder in _stage_holders(config).values():
+        holder["train"] = without_nulls(holder["train"])
     return config
 
 
