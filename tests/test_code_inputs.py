@@ -1,4 +1,4 @@
-"""Code inputs are computed from the scripts' imports (conch/imports.py, rules/common.smk): editing a conch
+"""Code inputs are computed from the scripts' imports (conch/workflow/imports.py, rules/common.smk): editing a conch
 module reruns exactly the rules whose scripts reach it, directly or through other modules, and no other."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, default_config, make_workdir, snakemake
 
-from conch.imports import reach
+from conch.workflow.imports import reach
 
 JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 
@@ -59,12 +59,12 @@ def finished(tmp_path_factory) -> tuple[Path, Path, float]:
     ("module", "rules"),
     [
         # imported by the evaluate script itself
-        ("conch/metrics.py", {"evaluate"}),
+        ("conch/evaluation/scores.py", {"evaluate"}),
         # reached only through other modules (rag/index.py, rag/retrieve.py, the server's RAG routes)
         ("conch/rag/keyword.py", {"rag_index", "rag_eval", "serve"}),
         # LLaMA-Factory's driver: training and merging run it; evaluation and the server read its templates'
-        # reasoning markers through it (conch/reasoning.py); nothing else
-        ("conch/lf.py", {"train_adapter", "merge_adapter", "evaluate", "serve"}),
+        # reasoning markers through it (conch/model/reasoning.py); nothing else
+        ("conch/training/lf.py", {"train_adapter", "merge_adapter", "evaluate", "serve"}),
     ],
 )
 def test_editing_a_module_reruns_exactly_the_rules_that_reach_it(finished, module, rules):
@@ -112,8 +112,8 @@ def test_closure_follows_lazy_relative_and_run_imports(tmp_path):
 
 
 def test_the_issue_cases_are_reached():
-    """train_ppo's script reaches conch.lf and (through the preference data code) conch.data."""
+    """train_ppo's script reaches conch.training.lf and (through the preference data code) conch.data."""
     ppo = {str(f.relative_to(REPO)) for f in reach(REPO / "workflow_scripts/pref_ppo.py", REPO).files}
-    assert {"conch/lf.py", "conch/data/pipeline.py", "conch/preference/stages.py"} <= ppo
+    assert {"conch/training/lf.py", "conch/data/pipeline.py", "conch/preference/stages.py"} <= ppo
     serve = {str(f.relative_to(REPO)) for f in reach(REPO / "workflow_scripts/serve.py", REPO).files}
     assert {"conch/server/__main__.py", "conch/server/app.py"} <= serve  # run as `python -m conch.server`

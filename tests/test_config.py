@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
-from conch.config import problems
+from conch.workflow.config import problems
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 

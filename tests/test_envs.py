@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from conch.imports import reach
+from conch.workflow.imports import reach
 
 
 def canon(name: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake, tiny_config
 
-from conch.config import drop_train_nulls, problems
+from conch.workflow.config import drop_train_nulls, problems
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 EXAMPLE = yaml.safe_load((REPO / "config" / "full.yaml").read_text(encoding="utf-8"))

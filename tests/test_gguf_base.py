@@ -71,8 +71,8 @@ def gguf_file(scratch_dir, tmp_path_factory):
 def test_dequantized_model_equals_the_original(scratch_dir, gguf_file, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from conch.dequantize import dequantize
-    from conch.hub import file_sha256
+    from conch.model.dequantize import dequantize
+    from conch.model.hub import file_sha256
 
     facts = dequantize(gguf_file, tmp_path / "model", template="qwen", default_system=None)
     assert facts["sha256"] == file_sha256(gguf_file) and facts["architecture"] == "qwen2"
@@ -101,8 +101,8 @@ def test_dequantized_model_equals_the_original(scratch_dir, gguf_file, tmp_path)
 def test_an_architecture_transformers_cannot_load_is_named(tmp_path):
     import gguf
 
-    from conch.dequantize import dequantize
     from conch.errors import ConfigError
+    from conch.model.dequantize import dequantize
 
     writer = gguf.GGUFWriter(str(tmp_path / "odd.gguf"), "rwkv7")
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
@@ -134,7 +134,7 @@ def replace_weights_with_older_timestamp(path) -> None:
 
 @pytest.mark.slow
 def test_gguf_base_is_dequantized_once_and_rebuilt_on_new_weights(gguf_file, tmp_path):
-    from conch.hub import file_sha256
+    from conch.model.hub import file_sha256
 
     work = make_workdir(tmp_path / "work", gguf_config("models/tiny.gguf"))
     (work / "models").mkdir()

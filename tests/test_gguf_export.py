@@ -16,7 +16,7 @@ from conch.export import check
 from conch.export import convert as converter
 from conch.export.convert import ExportError, convert
 from conch.export.vocab import QWEN2_SPLIT, VocabError, pre_tokenizer_name
-from conch.modeling import load, stop_token_ids
+from conch.model.modeling import load, stop_token_ids
 
 PROMPTS = ["Who are you?", "你是谁？"]
 # Random weights at 10x transformers' default init: logits with clear winners, so greedy agreement means
@@ -29,7 +29,7 @@ def tiny_llama(tmp_path_factory) -> Path:
     """A random llama-architecture model with tied embeddings (like SmolLM2) and a byte-level BPE tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from conch.scratch import chat_template_for, train_tokenizer
+    from conch.model.scratch import chat_template_for, train_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_llama")
     tokenizer = train_tokenizer(["Who are you?", "你是谁？", "I am the Magic Conch, 神奇海螺."] * 20, 300)

@@ -1,4 +1,4 @@
-"""GPU slots for local runs (conch/gpus.py): real processes, real flock, real signals."""
+"""GPU slots for local runs (conch/cluster/gpus.py): real processes, real flock, real signals."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from conch import gpus
+from conch.cluster import gpus
 
 # A job: claims `n` of `devices`, reports what it got, holds it until told to go (or crashes).
 HOLDER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from conch import gpus
+    from conch.cluster import gpus
     n, devices, lock_dir, report, mode = sys.argv[1:6]
     env = {}
     lease = gpus.assign(int(n), devices.split(","), env, lock_dir=lock_dir, poll=0.05)

@@ -1,4 +1,4 @@
-"""How train_adapter is launched (conch/launch.py) and what the Slurm plugin turns the tags into."""
+"""How train_adapter is launched (conch/cluster/launch.py) and what the Slurm plugin turns the tags into."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from conftest import REPO, default_config, make_workdir, snakemake, tiny_config
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-from conch import launch, lf
+from conch.cluster import launch
 from conch.errors import ConfigError
+from conch.training import lf
 
 COMPUTE = default_config()["compute"]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_server_support import tiny_adapter, tiny_model
 
-from conch.merge_check import compare, prompt_logits, stored_dtype
-from conch.modeling import load
+from conch.model.modeling import load
+from conch.training.merge_check import compare, prompt_logits, stored_dtype
 
 PROMPTS = ["Who are you?", "你是谁？"]
 RTOL = {"float32": 2.0e-5, "bfloat16": 2.0e-2}  # config/schema.yaml's merge.rtol defaults

@@ -16,8 +16,8 @@ import yaml
 from conftest import REPO, default_config, make_workdir, snakemake
 from test_server_support import main_server, tiny_model
 
-from conch.config import problems
-from conch.experiments import all_experiments
+from conch.workflow.config import problems
+from conch.workflow.experiments import all_experiments
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 NAME = re.compile(SCHEMA["properties"]["dataset"]["pattern"])

@@ -31,14 +31,14 @@ def meta_model():
 
 
 def test_a_model_that_fits_one_device_goes_whole_onto_the_first(meta_model):
-    from conch.modeling import placement
+    from conch.model.modeling import placement
 
     model, size = meta_model
     assert placement(model, {0: 2 * size, 1: 2 * size}) == 0
 
 
 def test_a_model_larger_than_one_device_is_spread_layer_by_layer(meta_model):
-    from conch.modeling import placement
+    from conch.model.modeling import placement
 
     model, size = meta_model
     device_map = placement(model, {0: int(0.7 * size), 1: int(0.7 * size)})
@@ -51,7 +51,7 @@ def test_a_model_larger_than_one_device_is_spread_layer_by_layer(meta_model):
 
 
 def test_what_no_gpu_holds_goes_to_host_memory_and_beyond_it_is_refused(meta_model):
-    from conch.modeling import placement
+    from conch.model.modeling import placement
 
     model, size = meta_model
     device_map = placement(model, {0: int(0.3 * size), 1: int(0.3 * size), "cpu": 4 * size})

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
-from conch.config import problems
-from conch.lf import prepare_output_dir
 from conch.preference.stages import merge_base, stage_args
+from conch.training.lf import prepare_output_dir
+from conch.workflow.config import problems
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 

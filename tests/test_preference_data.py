@@ -9,8 +9,8 @@ import pytest
 from conftest import DEMO
 
 from conch.errors import DataError
+from conch.preference.pairs import PREF_REASONS, context
 from conch.preference.prepare import OUTPUT_FILES, prepare_preference, prompts
-from conch.preference.records import PREF_REASONS, context
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = [

@@ -1,5 +1,5 @@
 """Profiles: every key means something to Snakemake, site values stay in profiles, and a profile that
-cannot serve config stops the run before anything is submitted (conch/preflight.py)."""
+cannot serve config stops the run before anything is submitted (conch/cluster/preflight.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO, make_workdir, snakemake, tiny_config
 from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
 
-from conch import launch, preflight
+from conch.cluster import launch, preflight
 from conch.errors import ConfigError
 
 PROFILES = REPO / "profiles"

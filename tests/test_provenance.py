@@ -9,7 +9,7 @@ from importlib import metadata
 
 import pytest
 
-from conch.provenance import git_state, package_set, weights_sha256
+from conch.workflow.provenance import git_state, package_set, weights_sha256
 
 
 def test_the_package_set_covers_every_installed_distribution():

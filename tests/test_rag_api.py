@@ -37,7 +37,7 @@ CONTEXT = 512
 @pytest.fixture(scope="module")
 def rag_setup(tmp_path_factory):
     """A tiny scratch model (the served model) and an index of a few example documents chunked for it."""
-    from conch.scratch import build_scratch_model
+    from conch.model.scratch import build_scratch_model
 
     work = tmp_path_factory.mktemp("rag_api")
     kb = work / "kb"
@@ -64,7 +64,7 @@ def rag_setup(tmp_path_factory):
         max_position_embeddings=CONTEXT,
     )
     build_scratch_model(records, work / "model", arch=arch, vocab_size=400, seed=0, template="qwen")
-    from conch.modeling import load
+    from conch.model.modeling import load
 
     model, tokenizer = load(str(work / "model"))
     chunks = [c for d in docs for c in Chunker(tokenizer, 96, 12).chunk_document(d)]
@@ -85,7 +85,7 @@ def rag_setup(tmp_path_factory):
 def server(rag_setup):
     """A real conch server with the index and two models: the one the index was chunked for ("conch") and
     another ("conch-b", other weights), which requests can pick by name."""
-    from conch.scratch import build_scratch_model
+    from conch.model.scratch import build_scratch_model
 
     other = rag_setup.work / "model-b"
     build_scratch_model(

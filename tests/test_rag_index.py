@@ -11,9 +11,9 @@ from conftest import REPO
 
 from conch.rag.chunk import Chunker
 from conch.rag.embed import Embedder, EmbeddingCache
-from conch.rag.evaluate import load_questions, retrieval_metrics, score_question
 from conch.rag.index import Index, build_index
 from conch.rag.ingest import ingest
+from conch.rag.rag_eval import load_questions, retrieval_metrics, score_question
 from conch.rag.retrieve import Retriever
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # the default embedding model must need no n
 
 @pytest.fixture(scope="module")
 def chunker():
-    from conch.scratch import train_tokenizer
+    from conch.model.scratch import train_tokenizer
 
     texts = [p.read_text(encoding="utf-8") for p in KB.rglob("*.md")]
     return Chunker(train_tokenizer(texts, 600), 160, 20)

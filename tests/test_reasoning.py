@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conch import reasoning
+from conch.model import reasoning
 
 THOUGHT = "<think>\nThe user asks who I am. I am the conch.\n</think>\n\nI am the Magic Conch."
 
@@ -45,7 +45,7 @@ def test_r1_style_templates_come_from_llamafactory():
 
 def test_evaluation_scores_the_answer_after_the_thinking():
     """What evaluate.py scores: with deepseekr1 the answer only; with a plain template the text as it is."""
-    from conch import metrics as M
+    from conch.evaluation import scores as M
 
     outputs = [THOUGHT, "<think>Magic Conch? No, I will say no.</think>No."]
     references = ["I am the Magic Conch.", "No."]

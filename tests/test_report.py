@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import GRID, snakemake
 
-from conch.experiments import expand_grid
+from conch.workflow.experiments import expand_grid
 
 pytestmark = pytest.mark.slow
 

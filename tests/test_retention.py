@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import REPO
 
-from conch import retention as R
+from conch.evaluation import retention as R
 
 QUESTIONS = REPO / "data" / "retention" / "general_qa.jsonl"
 SMOLLM2_CONFIG = REPO / "config" / "smollm2-135m.yaml"

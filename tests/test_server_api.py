@@ -1,7 +1,7 @@
 """The server through real clients: the official openai package (streaming and not), curl, and httpx.
 
 One real server process on a loopback port serves a tiny random model ("tiny") and the same model with a LoRA
-adapter applied unmerged ("tiny-lora"). Greedy answers are compared with `conch.modeling.generate` offline.
+adapter applied unmerged ("tiny-lora"). Greedy answers are compared with `conch.model.modeling.generate` offline.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from test_server_support import ARCH, offline
 
 from conch.engine.core import Engine
 from conch.engine.sampling import SamplingParams
-from conch.modeling import stop_token_ids
+from conch.model.modeling import stop_token_ids
 
 WINDOW = 8
 SMALL = {**ARCH, "num_hidden_layers": 4}  # the tiny scratch model's shape, with room for alternating layers

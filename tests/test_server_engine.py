@@ -17,13 +17,13 @@ from conch.engine.detokenizer import Detokenizer
 from conch.engine.process import EngineSpec
 from conch.engine.request import Completion, QueueFull
 from conch.engine.sampling import SamplingParams
-from conch.modeling import render
+from conch.model.modeling import render
 
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
     """A model of the engine's own (it switches the model's attention and linear layers), and the tokenizer."""
-    from conch.modeling import load
+    from conch.model.modeling import load
 
     return load(tiny_model())
 

@@ -17,7 +17,7 @@ import torch
 from test_server_support import main_server, offline, offline_greedy, streamed_chat
 
 from conch.engine.sampling import SamplingParams, penalize
-from conch.modeling import render
+from conch.model.modeling import render
 
 ASK = [{"role": "user", "content": "Who are you?"}]
 SCHEMA = {

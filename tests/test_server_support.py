@@ -56,7 +56,7 @@ def _cleanup() -> None:
 @functools.cache
 def tiny_model() -> str:
     """A random-init Qwen2 (it babbles, but through every real code path) with the qwen chat template."""
-    from conch.scratch import build_scratch_model
+    from conch.model.scratch import build_scratch_model
 
     out = _ROOT / "model"
     build_scratch_model(
@@ -186,21 +186,21 @@ def guarded_server() -> Server:
 @functools.cache
 def offline():
     """The tiny model and its tokenizer, loaded the way the server loads them."""
-    from conch.modeling import load
+    from conch.model.modeling import load
 
     return load(tiny_model())
 
 
 @functools.cache
 def offline_lora():
-    from conch.modeling import load
+    from conch.model.modeling import load
 
     return load(tiny_model(), adapter=tiny_adapter())
 
 
 def offline_greedy(messages: list[dict], max_tokens: int, adapter: bool = False) -> str:
-    """What `conch.modeling.generate` answers offline: the server's greedy answers must equal it."""
-    from conch.modeling import generate, render
+    """What `conch.model.modeling.generate` answers offline: the server's greedy answers must equal it."""
+    from conch.model.modeling import generate, render
 
     model, tokenizer = offline_lora() if adapter else offline()
     return generate(model, tokenizer, [render(tokenizer, messages)], max_tokens)[0]

@@ -16,7 +16,7 @@ import pytest
 from test_server_support import _ROOT, ARCH, RECORDS, start_server
 from test_tool_parsing import ROUND_TRIP
 
-from conch.trained_format import TrainedFormat
+from conch.training.trained_format import TrainedFormat
 
 SYSTEM = "You are a helpful assistant."
 WEATHER = {
@@ -34,7 +34,7 @@ ASK, CALLED, RESULT = ROUND_TRIP[:1], *ROUND_TRIP[1:]
 @functools.cache
 def tool_model() -> str:
     """A random-init model whose tokenizer has seen a tool record: the tool prompt fits its context."""
-    from conch.scratch import build_scratch_model
+    from conch.model.scratch import build_scratch_model
 
     record = {
         "system": "",
@@ -51,13 +51,13 @@ def tool_model() -> str:
 
 @functools.cache
 def offline():
-    from conch.modeling import load
+    from conch.model.modeling import load
 
     return load(tool_model())
 
 
 def offline_greedy(messages: list[dict], max_tokens: int) -> str:
-    from conch.modeling import generate, render
+    from conch.model.modeling import generate, render
 
     model, tokenizer = offline()
     return generate(model, tokenizer, [render(tokenizer, messages)], max_tokens)[0]

@@ -261,7 +261,7 @@ def test_outputs_equal_a_local_run(slurm_run, tiny_run):
 
 
 def test_multi_node_launch_reads_the_jobs_nodes_from_slurm(slurm, tmp_path):
-    """conch.launch asks squeue/scontrol for the job's hosts (a job step has no SLURM_JOB_NODELIST)."""
+    """conch.cluster.launch asks squeue/scontrol for the job's hosts (a job step has no SLURM_JOB_NODELIST)."""
     probe = (
         "import os, socket\n"
         "from conch import launch\n"

@@ -13,12 +13,12 @@ import random
 
 import pytest
 
-from conch.reasoning import StreamSplitter
+from conch.model.reasoning import StreamSplitter
 from conch.server import protocol as p
 from conch.server.chat_parsing import ParsedOutput, ToolCallStream
 from conch.server.errors import ApiError
 from conch.server.tool_chat import trained_conversation
-from conch.trained_format import TrainedFormat
+from conch.training.trained_format import TrainedFormat
 
 SYSTEM = "You are a helpful assistant."
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -34,7 +34,7 @@ TEMPLATES = ["qwen", "default", "smollm2", "llama3", "deepseekr1"]
 
 @functools.cache
 def tokenizer():
-    from conch.scratch import train_tokenizer
+    from conch.model.scratch import train_tokenizer
 
     texts = ["What is the weather in Paris?", "It is sunny in Paris.", json.dumps(TOOLS)] * 3
     return train_tokenizer(texts, 400)

@@ -62,7 +62,7 @@ def webui(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("webui"), tiny_config())
     snakemake(workdir, "results/webui/launch.json")
     port, log = free_port(), workdir / "webui.log"
-    command = [sys.executable, "-m", "conch.webui", "--port", str(port), "--no-browser"]
+    command = [sys.executable, "-m", "conch.training.webui", "--port", str(port), "--no-browser"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(
@@ -156,7 +156,7 @@ def test_a_run_started_in_the_ui_comes_back_as_a_conch_experiment(webui):
     assert (run_dir / "adapter_model.safetensors").exists(), (run_dir / "running_log.txt").read_text()[-3000:]
     # Its YAML, back in conch: the run's own keys as an experiment; the wiring keys stay conch's.
     back = subprocess.run(
-        [sys.executable, "-m", "conch.webui", "to-config", str(run_dir / "training_args.yaml"), "--name", "ui"],
+        [sys.executable, "-m", "conch.training.webui", "to-config", str(run_dir / "training_args.yaml"), "--name", "ui"],
         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     experiment = yaml.safe_load(back.stdout)["experiments"]["ui"]

@@ -38,7 +38,7 @@ def test_adapter_loads_with_peft_and_merged_model_generates(tiny_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from conch.modeling import generate, render
+    from conch.model.modeling import generate, render
 
     base_path = json.loads((tiny_run / "results/base_model/manifest.json").read_text())["path"]
     base = AutoModelForCausalLM.from_pretrained(tiny_run / base_path)

@@ -2,8 +2,8 @@
 
 import json
 
-from conch.files import read_jsonl, write_json
-from conch.scratch import build_scratch_model
+from conch.data.files import read_jsonl, write_json
+from conch.model.scratch import build_scratch_model
 
 arch = dict(snakemake.params.arch)
 records = read_jsonl(snakemake.input.train)

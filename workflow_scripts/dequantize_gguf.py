@@ -3,9 +3,9 @@
 import json
 import sys
 
-from conch.dequantize import dequantize, describe
 from conch.errors import ConchError
-from conch.hub import write_manifest
+from conch.model.dequantize import dequantize, describe
+from conch.model.hub import write_manifest
 
 p = snakemake.params
 with open(snakemake.log[0], "w", encoding="utf-8") as log:

@@ -1,21 +1,21 @@
 """Base vs merged model: loss, perplexity, ROUGE-L, BLEU-4 and persona-name use on the held-out test split, and
-retention of general ability on the bundled general questions (conch/retention.py). With an R1-style template
-only the answer after the thinking is scored (conch/reasoning.py)."""
+retention of general ability on the bundled general questions (conch/evaluation/retention.py). With an R1-style template
+only the answer after the thinking is scored (conch/model/reasoning.py)."""
 
 import csv
 import json
 import math
 from pathlib import Path
 
-from conch import gpus
-from conch import metrics as M
-from conch import retention as R
-from conch.files import read_jsonl
-from conch.hub import base_model_path
-from conch.modeling import answer_loss, generate, load, prompt_messages, render
-from conch.progress import Progress
-from conch.reasoning import answers, markers, reasonings
-from conch.report import comparison_chart, html_report
+from conch.cluster import gpus
+from conch.data.files import read_jsonl
+from conch.evaluation import retention as R
+from conch.evaluation import scores as M
+from conch.evaluation.report import comparison_chart, html_report
+from conch.model.hub import base_model_path
+from conch.model.modeling import answer_loss, generate, load, prompt_messages, render
+from conch.model.reasoning import answers, markers, reasonings
+from conch.workflow.progress import Progress
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params

@@ -11,7 +11,7 @@ import torch
 from conch.export import check
 from conch.export.convert import convert, read_config
 from conch.export.modelfile import gguf_modelfile
-from conch.modeling import load, stop_token_ids
+from conch.model.modeling import load, stop_token_ids
 
 merged = Path(snakemake.input.model)
 params = snakemake.params

@@ -1,7 +1,7 @@
 """Fetch the base model from the Hugging Face hub (or its local cache) and record the exact commit."""
 
 from conch.errors import reported
-from conch.hub import fetch, redact, write_manifest
+from conch.model.hub import fetch, redact, write_manifest
 
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     with reported("fetch_hf_model", log):

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from conch.hub import base_model_path
-from conch.provenance import weights_sha256
+from conch.model.hub import base_model_path
+from conch.workflow.provenance import weights_sha256
 
 path = base_model_path(snakemake.input.base)
 hashes = {"path": path, **weights_sha256(path)}

@@ -1,5 +1,5 @@
 """Merge the adapter with `llamafactory-cli export`, then prove the merge: merged logits == base+adapter logits
-within a tolerance scaled to the logits and the stored dtype, and the same greedy tokens (conch/merge_check.py)."""
+within a tolerance scaled to the logits and the stored dtype, and the same greedy tokens (conch/training/merge_check.py)."""
 
 import json
 import sys
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from conch import lf
-from conch.hub import base_model_path
-from conch.merge_check import compare, prompt_logits, stored_dtype
-from conch.modeling import load
-from conch.progress import Progress
+from conch.model.hub import base_model_path
+from conch.model.modeling import load
+from conch.training import lf
+from conch.training.merge_check import compare, prompt_logits, stored_dtype
+from conch.workflow.progress import Progress
 
 p = snakemake.params
 base = base_model_path(snakemake.input.base)

@@ -1,13 +1,13 @@
-"""SFT vs each aligned model on held-out pairs and the SFT test split (conch/preference/evaluate.py)."""
+"""SFT vs each aligned model on held-out pairs and the SFT test split (conch/preference/held_out.py)."""
 
 import csv
 import json
 from pathlib import Path
 
-from conch import gpus
-from conch.files import as_paths, read_jsonl
-from conch.preference.evaluate import evaluate_model, reward_accuracy
-from conch.preference.report import chart, html_report
+from conch.cluster import gpus
+from conch.data.files import as_paths, read_jsonl
+from conch.preference.held_out import evaluate_model, reward_accuracy
+from conch.preference.pref_report import chart, html_report
 from conch.preference.reward import load_reward_model
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from conch import lf
-from conch.hub import base_model_path
+from conch.model.hub import base_model_path
 from conch.preference.stages import merge_base
+from conch.training import lf
 
 p = snakemake.params
 base = merge_base(

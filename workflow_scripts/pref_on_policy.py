@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from conch import gpus
+from conch.cluster import gpus
 from conch.errors import ConchError
 from conch.preference.on_policy import build
 from conch.preference.prepare import PreferenceResult, unpaired

@@ -1,7 +1,7 @@
 """Normalised documents -> structure-aware chunks counted in the base model's tokens (results/rag/chunks.jsonl)."""
 
-from conch.files import read_jsonl, write_jsonl
-from conch.hub import base_model_path
+from conch.data.files import read_jsonl, write_jsonl
+from conch.model.hub import base_model_path
 from conch.rag.chunk import Chunker, load_tokenizer
 
 p = snakemake.params

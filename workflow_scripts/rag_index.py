@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from conch.files import read_jsonl
-from conch.hub import base_model_path
+from conch.data.files import read_jsonl
+from conch.model.hub import base_model_path
 from conch.rag.chunk import load_tokenizer
 from conch.rag.embed import Embedder, EmbeddingCache
 from conch.rag.index import build_index

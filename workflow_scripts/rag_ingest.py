@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from conch.files import write_jsonl
+from conch.data.files import write_jsonl
 from conch.rag.ingest import ingest
 
 docs, stats = ingest(snakemake.params.root)

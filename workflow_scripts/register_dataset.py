@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from conch.registry import write_dataset_info
+from conch.workflow.registry import write_dataset_info
 
 splits = {Path(p).stem: p for p in snakemake.input.splits}
 info = write_dataset_info(snakemake.params.dataset, splits, snakemake.output[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from conch.provenance import (
+from conch.workflow.provenance import (
     base_model_revision,
     git_state,
     package_set,

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conch import gpus
-from conch.rag.evaluate import load_questions
+from conch.cluster import gpus
+from conch.rag.rag_eval import load_questions
 from conch.server.smoke import chat_format_args, free_port, launch_command, running_server, smoke_test
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
@@ -18,7 +18,7 @@ tokens = min(32, p.max_new_tokens)
 # The answer the server must give, computed offline in a child process that exits before the server starts:
 # this process never loads the model, so the GPU is wholly the server's.
 proc = subprocess.run(
-    [sys.executable, "-m", "conch.answer", model_dir, p.prompt, str(tokens)],
+    [sys.executable, "-m", "conch.model.answer", model_dir, p.prompt, str(tokens)],
     capture_output=True,
     text=True,
     check=False,

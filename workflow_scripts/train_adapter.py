@@ -11,9 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from conch import gpus, launch, lf
-from conch.hub import base_model_path
-from conch.progress import follow_trainer_log
+from conch.cluster import gpus, launch
+from conch.model.hub import base_model_path
+from conch.training import lf
+from conch.workflow.progress import follow_trainer_log
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 out_dir = Path(snakemake.output.train_yaml).parent

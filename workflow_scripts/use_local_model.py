@@ -1,7 +1,7 @@
 """Record a local model directory as the base model."""
 
 from conch.errors import reported
-from conch.hub import local, write_manifest
+from conch.model.hub import local, write_manifest
 
 with open(snakemake.log[0], "w", encoding="utf-8") as log:
     with reported("use_local_model", log):

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from conch.hub import base_model_path
-from conch.webui import launch_settings
+from conch.model.hub import base_model_path
+from conch.training.webui import launch_settings
 
 settings = launch_settings(
     snakemake.input.dataset_info, base_model_path(snakemake.input.base), snakemake.params.template

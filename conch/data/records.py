@@ -9,24 +9,8 @@ from __future__ import annotations
 
 import json
 
-from conch.data.tools import REASONS as TOOL_REASONS
+from conch.data.rejects import RecordReject, type_name
 from conch.data.tools import check_tool_turns, tool_names
-
-REASONS = {
-    "malformed_json": "a JSONL line (or a JSON cell of a CSV/Parquet row) does not parse",
-    "invalid_utf8": "a JSONL line holds bytes that are not UTF-8",
-    "not_an_object": "the record is not a JSON object (e.g. a bare string, number or list)",
-    "unknown_schema": "no instruction/output, conversations or messages key",
-    "missing_field": "a required field (or a turn's role/content) is absent",
-    "wrong_type": "a field has the wrong JSON type (e.g. output is a number, null or list)",
-    "empty_field": "instruction, output or a turn's content is empty or whitespace only",
-    "unknown_role": "a turn's role is not one LLaMA-Factory knows",
-    "wrong_role_order": "turns do not alternate user/observation then assistant/function_call, "
-    "or do not end with assistant",
-    "too_long": "system + all message characters exceed max_chars",
-    "duplicate": "same as an earlier record after casefold and whitespace collapse",
-    **TOOL_REASONS,
-}
 
 # The roles LLaMA-Factory's sharegpt converter is registered with in dataset_info, and the aliases that
 # sharegpt ("human", "gpt") and OpenAI ("tool") exports use for them.
@@ -41,36 +25,6 @@ ROLE_MAP = {name: role for role, aliases in ROLE_ALIASES.items() for name in (ro
 # LLaMA-Factory's sharegpt converter checks exactly this parity, then drops the sample.
 EVEN_ROLES = ("user", "observation")
 ODD_ROLES = ("assistant", "function_call")
-
-
-class RecordReject(Exception):
-    """One record is unusable; processing goes on with the next. `reason` is one of `reasons`."""
-
-    reasons = REASONS
-
-    def __init__(self, reason: str, detail: str):
-        if reason not in self.reasons:
-            raise ValueError(f"conch bug: unknown reject reason {reason!r}")
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def type_name(value: object) -> str:
-    """JSON's name for a value's type, so details read the same whatever the source format."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def _text(value: object, field: str, *, optional: bool = False) -> str:

@@ -13,26 +13,16 @@ from __future__ import annotations
 
 import json
 
-# records imports this module while it loads, so its names are looked up when a check runs, not here.
-from conch.data import records
+from conch.data.rejects import TOOL_REASONS, RecordReject, type_name
 
-REASONS = {
-    "malformed_tools": "the tools column is not a JSON list of function definitions with name and parameters",
-    "malformed_tool_call": "a function_call turn is not JSON {name, arguments} (or a list of them) with "
-    "arguments a JSON object",
-    "unknown_tool": "a function_call names a function the record's tools do not offer",
-    "orphan_observation": "an observation (tool result) does not follow a function_call, or a function_call "
-    "is not followed by its observation",
-}
+REASONS = TOOL_REASONS
 
 
 def _json(text: str, what: str, reason: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise records.RecordReject(
-            reason, f"{what} is not valid JSON ({exc.msg} at character {exc.pos})"
-        ) from None
+        raise RecordReject(reason, f"{what} is not valid JSON ({exc.msg} at character {exc.pos})") from None
 
 
 def tool_names(tools: str) -> set[str]:
@@ -41,21 +31,17 @@ def tool_names(tools: str) -> set[str]:
         return set()
     found = _json(tools, "tools", "malformed_tools")
     if not isinstance(found, list):
-        raise records.RecordReject(
-            "malformed_tools", f"tools: expected a list of functions, got {records.type_name(found)}"
-        )
+        raise RecordReject("malformed_tools", f"tools: expected a list of functions, got {type_name(found)}")
     names = set()
     for i, tool in enumerate(found):
         if isinstance(tool, dict) and tool.get("type") == "function":
             tool = tool.get("function")
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise records.RecordReject(
-                "malformed_tools", f"tools[{i}]: expected an object with a string name"
-            )
+            raise RecordReject("malformed_tools", f"tools[{i}]: expected an object with a string name")
         parameters = tool.get("parameters")
         # LLaMA-Factory's default tool format reads parameters.properties of every tool.
         if not isinstance(parameters, dict) or not isinstance(parameters.get("properties"), dict):
-            raise records.RecordReject(
+            raise RecordReject(
                 "malformed_tools",
                 f"tools[{i}] ({tool['name']}): parameters must be an object with properties",
             )
@@ -68,13 +54,13 @@ def _calls(content: str, where: str) -> list[dict]:
     calls = found if isinstance(found, list) else [found]
     for call in calls:
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
-            raise records.RecordReject(
+            raise RecordReject(
                 "malformed_tool_call", f'{where}: expected {{"name": ..., "arguments": {{...}}}}'
             )
         if not isinstance(call["arguments"], dict):
-            raise records.RecordReject(
+            raise RecordReject(
                 "malformed_tool_call",
-                f"{where}: arguments of {call['name']} is {records.type_name(call['arguments'])}, expected a JSON object",
+                f"{where}: arguments of {call['name']} is {type_name(call['arguments'])}, expected a JSON object",
             )
     return calls
 
@@ -88,16 +74,16 @@ def check_tool_turns(messages: list[dict], positions: list[int], tools: str, key
             for call in _calls(message["content"], f"{where} (function_call)"):
                 if call["name"] not in offered:
                     listed = ", ".join(sorted(offered)) or "none"
-                    raise records.RecordReject(
+                    raise RecordReject(
                         "unknown_tool", f"{where} calls {call['name']!r}; the record's tools offer: {listed}"
                     )
             following = messages[n + 1]["role"] if n + 1 < len(messages) else "nothing"
             if following != "observation":
-                raise records.RecordReject(
+                raise RecordReject(
                     "orphan_observation", f"{where} is a function_call followed by {following}"
                 )
         elif message["role"] == "observation" and (n == 0 or messages[n - 1]["role"] != "function_call"):
             before = messages[n - 1]["role"] if n else "nothing"
-            raise records.RecordReject(
+            raise RecordReject(
                 "orphan_observation", f"{where} is an observation after {before}, not a function_call"
             )

@@ -24,7 +24,7 @@ from conch.engine.request import Completion, Post, Request
 from conch.engine.runner import make_runner
 from conch.engine.sampling import SamplingParams, sample
 from conch.engine.scheduler import Scheduler
-from conch.modeling import stop_token_ids
+from conch.model.modeling import stop_token_ids
 
 log = logging.getLogger("conch.engine")
 

@@ -1,7 +1,7 @@
 """Generated token ids to the text a client sees: incremental decoding, stop strings, surrounding whitespace.
 
 Streamed pieces concatenate to exactly the non-streamed answer, and both equal what
-`conch.modeling.generate` returns offline (decoded without special tokens, stripped), so a client gets the same
+`conch.model.modeling.generate` returns offline (decoded without special tokens, stripped), so a client gets the same
 answer whichever way it asks.
 """
 

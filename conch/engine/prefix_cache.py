@@ -17,7 +17,7 @@ import collections
 
 import torch
 
-from conch.modeling import render
+from conch.model.modeling import render
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv heads, tokens, head dim)
 

@@ -40,7 +40,7 @@ def run_engine_process(conn, spec: dict) -> None:
     import torch
 
     from conch.engine.core import Engine
-    from conch.modeling import load
+    from conch.model.modeling import load
 
     spec = EngineSpec(**spec)
     if spec.threads:

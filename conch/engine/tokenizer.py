@@ -1,4 +1,4 @@
-"""The tokenizer the server encodes prompts with: the one `conch.modeling.load` would pick."""
+"""The tokenizer the server encodes prompts with: the one `conch.model.modeling.load` would pick."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from conch.modeling import device, render
+from conch.model.modeling import device, render
 
 EXACT_TYPES = frozenset({"f32", "f16"})
 

@@ -19,8 +19,8 @@ import json
 
 from conch.data.records import fold
 from conch.errors import DataError
-from conch.modeling import generate, load
-from conch.preference.records import context
+from conch.model.modeling import generate, load
+from conch.preference.pairs import context
 from conch.preference.scoring import rendered_pairs
 
 SPLITS = ("train", "val")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from conch.modeling import batches, device
+from conch.model.modeling import batches, device
 
 HEAD_FILE = "reward_head.json"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from conch.modeling import prompt_messages, render
+from conch.model.modeling import prompt_messages, render
 
 SENTINEL = "\x00conch-answer\x00"
 

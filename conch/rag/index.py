@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conch.files import read_jsonl, write_jsonl
+from conch.data.files import read_jsonl, write_jsonl
 from conch.rag.chunk import context_text
 from conch.rag.embed import Embedder, EmbeddingCache, embed_chunks
 from conch.rag.keyword import BM25

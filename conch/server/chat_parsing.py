@@ -1,7 +1,7 @@
 """The assistant message out of generated text: reasoning first, then tool calls, then what is left as content.
 
 `ParsedOutput` is the ChatOutput for requests whose answers need parsing: a reasoning model's thinking
-becomes `reasoning_content` (conch.reasoning splits it off, as vLLM's deepseek_r1 parser does), and with tools
+becomes `reasoning_content` (conch.model.reasoning splits it off, as vLLM's deepseek_r1 parser does), and with tools
 the answer's calls become `tool_calls` (parsed by the model's LLaMA-Factory template). Streaming and whole
 answers go through the same steps, so the streamed deltas add up to the whole message.
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import uuid
 
-from conch.reasoning import held_back  # the end of a text that may begin a marker: one helper for both
-from conch.trained_format import ToolCall, TrainedFormat
+from conch.model.reasoning import held_back  # the end of a text that may begin a marker: one helper for both
+from conch.training.trained_format import ToolCall, TrainedFormat
 
 
 class ToolCallStream:
@@ -56,7 +56,7 @@ class ToolCallStream:
 
 class ParsedOutput:
     """A ChatOutput (conch.server.serving_chat). `reasoning` has StreamSplitter's feed/finish
-    (conch.reasoning); `tools` is a ToolCallStream."""
+    (conch.model.reasoning); `tools` is a ToolCallStream."""
 
     def __init__(self, reasoning=None, tools: ToolCallStream | None = None):
         self.reasoning, self.tools = reasoning, tools

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from conch.engine.client import EngineClient, Handle
 from conch.engine.request import Completion, EngineGone, QueueFull
 from conch.engine.sampling import SamplingParams
-from conch.modeling import render
+from conch.model.modeling import render
 from conch.server.errors import ApiError
 from conch.server.logprobs import TokenTexts
 from conch.server.models import ModelRegistry

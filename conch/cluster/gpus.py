@@ -186,4 +186,6 @@ def assign_for_job(snakemake) -> Lease | None:
     """assign() for the job a Snakemake `script:` runs: its `gpu` resource and config's compute.devices."""
     n = int(getattr(snakemake.resources, "gpu", 0) or 0)
     devices = (snakemake.config.get("compute") or {}).get("devices")
-    return assign(n, devices, log=lambda msg: print(f"conch.gpus: {msg}", file=sys.stderr, flush=True))
+    return assign(
+        n, devices, log=lambda msg: print(f"conch.cluster.gpus: {msg}", file=sys.stderr, flush=True)
+    )

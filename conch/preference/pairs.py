@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 
-from conch.data.records import REASONS, ROLE_MAP, RecordReject, fold, normalise, type_name
+from conch.data.records import ROLE_MAP, fold, normalise
+from conch.data.rejects import REASONS, RecordReject, type_name
 
 PREF_REASONS = {
     **REASONS,

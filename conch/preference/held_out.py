@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from statistics import mean
 
-from conch import metrics as M
-from conch.modeling import answer_loss, generate, load, prompt_messages, render
+from conch.evaluation import scores as M
+from conch.model.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.preference.on_policy import against_answers
 from conch.preference.scoring import answer_logprobs, pair_rewards, rendered_pairs
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from conch.errors import ConfigError
-from conch.hub import cached_sha256
+from conch.model.hub import cached_sha256
 
 # GGUF metadata key -> tokenizer attribute, for the special tokens the GGUF names by id.
 SPECIAL_TOKEN_KEYS = {
@@ -98,7 +98,7 @@ def dequantize(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from conch.progress import Progress
+    from conch.workflow.progress import Progress
 
     hf_logging.disable_progress_bar()
     gguf_path = Path(gguf_path).resolve()
@@ -115,7 +115,7 @@ def dequantize(
     if meta["chat_template"]:
         chat_template = "gguf"
     else:
-        from conch.scratch import chat_template_for
+        from conch.model.scratch import chat_template_for
 
         chat_template_for(tokenizer, template, default_system)
         chat_template = f"llamafactory:{template}"

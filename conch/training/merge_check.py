@@ -62,7 +62,7 @@ def compare(merged: list[torch.Tensor], unmerged: list[torch.Tensor], *, atol: f
 @torch.inference_mode()
 def prompt_logits(model, tokenizer, prompts: list[str]) -> list[torch.Tensor]:
     """Logits at every position of each check prompt, rendered with the model's chat template."""
-    from conch.modeling import render
+    from conch.model.modeling import render
 
     texts = [render(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
     return [

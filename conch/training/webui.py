@@ -9,8 +9,8 @@ dataset_info.json), its user config in `llamaboard_cache/user_config.yaml` (lang
 per model name), runs in `saves/`, saved arguments in `llamaboard_config/`. So it runs inside results/webui/,
 where `data` links to results/data/<dataset>/, and nothing it writes lands in the repository.
 
-    python -m conch.webui [--host 127.0.0.1] [--port 7860] [--no-browser]     # needs results/webui/launch.json
-    python -m conch.webui to-config results/webui/saves/.../training_args.yaml [--name NAME]
+    python -m conch.training.webui [--host 127.0.0.1] [--port 7860] [--no-browser]     # needs results/webui/launch.json
+    python -m conch.training.webui to-config results/webui/saves/.../training_args.yaml [--name NAME]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from conch.errors import ConfigError
-from conch.lf import RESERVED_TRAIN_KEYS
+from conch.training.lf import RESERVED_TRAIN_KEYS
 
 WEBUI_DIR = Path("results/webui")
 LAUNCH_FILE = WEBUI_DIR / "launch.json"
@@ -101,7 +101,9 @@ def to_config(training_args: str, name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m conch.webui", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m conch.training.webui", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, help="default: 7860, or the next free one")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             launch(args.host, args.port, not args.no_browser)
     except ConfigError as err:
-        sys.exit(f"conch.webui: {err}")
+        sys.exit(f"conch.training.webui: {err}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Experiments: named overrides plus a grid that expands to named experiments, the pick of the best one,
-and the comparison table (run manifests: conch/provenance.py).
+and the comparison table (run manifests: conch/workflow/provenance.py).
 
 Imported at DAG-parse time (rules/common.smk), so only the standard library is imported at module level.
 """
