@@ -2,8 +2,8 @@
 
 import json
 
-from conch.data.files import read_jsonl, write_json
 from conch.model.scratch import build_scratch_model
+from conch.workflow.files import read_jsonl, write_json
 
 arch = dict(snakemake.params.arch)
 records = read_jsonl(snakemake.input.train)

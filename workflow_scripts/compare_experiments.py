@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from conch.data.files import read_jsonl  # noqa: E402
 from conch.workflow.experiments import comparison_rows, metric_value, select, training_cost  # noqa: E402
+from conch.workflow.files import read_jsonl  # noqa: E402
 
 p = snakemake.params
 metrics, curves, eval_curves = {}, {}, {}

@@ -8,13 +8,13 @@ import math
 from pathlib import Path
 
 from conch.cluster import gpus
-from conch.data.files import read_jsonl
 from conch.evaluation import retention as R
 from conch.evaluation import scores as M
 from conch.evaluation.report import comparison_chart, html_report
 from conch.model.hub import base_model_path
 from conch.model.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.model.reasoning import answers, markers, reasonings
+from conch.workflow.files import read_jsonl
 from conch.workflow.progress import Progress
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from conch.data.files import read_jsonl
 from conch.model.hub import base_model_path
+from conch.workflow.files import read_jsonl
 
 tokenizer = AutoTokenizer.from_pretrained(base_model_path(snakemake.input.base))
 default_system = snakemake.params.default_system

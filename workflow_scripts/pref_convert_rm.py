@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from conch.data.files import read_jsonl
 from conch.preference.reward import convert_lf_reward_model, load_reward_model
 from conch.preference.scoring import answer_suffix, encode, pair_rewards, rendered_pairs
 from conch.preference.stages import stage_args
 from conch.training import lf
+from conch.workflow.files import read_jsonl
 
 ATOL = 0.011  # LLaMA-Factory writes scores rounded to 2 decimals
 p = snakemake.params

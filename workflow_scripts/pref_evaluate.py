@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 from conch.cluster import gpus
-from conch.data.files import as_paths, read_jsonl
 from conch.preference.held_out import evaluate_model, reward_accuracy
 from conch.preference.pref_report import chart, html_report
 from conch.preference.reward import load_reward_model
+from conch.workflow.files import as_paths, read_jsonl
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts
 p = snakemake.params

@@ -11,11 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from conch.cluster import gpus  # noqa: E402
-from conch.data.files import as_paths, read_jsonl, write_jsonl  # noqa: E402
 from conch.preference.ppo import train_ppo  # noqa: E402
 from conch.preference.prepare import prompts  # noqa: E402
 from conch.preference.stages import PPO_DEFAULTS  # noqa: E402
 from conch.training import lf
+from conch.workflow.files import as_paths, read_jsonl, write_jsonl  # noqa: E402
 from conch.workflow.progress import Progress, trainer_callback  # noqa: E402
 
 gpu_lease = gpus.assign_for_job(snakemake)  # local runs: this job's own GPUs, before CUDA starts

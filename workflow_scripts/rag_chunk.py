@@ -1,8 +1,8 @@
 """Normalised documents -> structure-aware chunks counted in the base model's tokens (results/rag/chunks.jsonl)."""
 
-from conch.data.files import read_jsonl, write_jsonl
 from conch.model.hub import base_model_path
 from conch.rag.chunk import Chunker, load_tokenizer
+from conch.workflow.files import read_jsonl, write_jsonl
 
 p = snakemake.params
 chunker = Chunker(load_tokenizer(base_model_path(snakemake.input.base)), p.chunk_tokens, p.overlap)

@@ -3,12 +3,12 @@
 import json
 from pathlib import Path
 
-from conch.data.files import write_jsonl
 from conch.model.hub import base_model_path
 from conch.model.modeling import generate, load, render
 from conch.rag.prompt import build_messages, cited_numbers, no_answer
 from conch.rag.rag_eval import load_questions, report_markdown, retrieval_metrics, score_question
 from conch.rag.retrieve import Retriever
+from conch.workflow.files import write_jsonl
 from conch.workflow.progress import Progress
 
 p = snakemake.params

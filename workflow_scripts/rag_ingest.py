@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from conch.data.files import write_jsonl
 from conch.rag.ingest import ingest
+from conch.workflow.files import write_jsonl
 
 docs, stats = ingest(snakemake.params.root)
 write_jsonl(snakemake.output.docs, docs)

@@ -4,10 +4,10 @@ See docs/data.md for the formats, reject reasons, split rule and stats fields. T
 the screening loop a preparation builds on (Screen, Settings, raw_paths), atomic writes and JSONL.
 """
 
-from conch.data.files import as_paths, atomic_write, read_jsonl, write_json, write_jsonl
 from conch.data.pipeline import PrepareResult, prepare
 from conch.data.rejects import REASONS
 from conch.data.screen import Screen, Settings, raw_paths, settings_of
+from conch.workflow.files import as_paths, atomic_write, read_jsonl, write_json, write_jsonl
 
 __all__ = [
     "REASONS",

@@ -3,7 +3,7 @@
 A killed job must not leave a half-written file that the next rule would take for a finished one, so
 writes go to a temporary file beside the target and replace it in one step. Standard library only: the
 evaluation, RAG and serving code read JSONL through this module without pulling in the data preparation
-(conch.data re-exports it for the data pipeline).
+(conch.data re-exports it for the data pipeline). Kept out of conch.data, whose import loads pandas.
 """
 
 from __future__ import annotations
