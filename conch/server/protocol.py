@@ -22,8 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from conch.engine.grammar import JSON_OBJECT, check_schema
-from conch.engine.sampling import SamplingParams
+from conch.engine import JSON_OBJECT, SamplingParams, check_schema
 from conch.server.protocol_tools import Tool, ToolChoice, ToolMessageFields, check_tool_request
 
 Number = StrictInt | StrictFloat

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from conch.engine.client import EngineClient, Handle
-from conch.engine.request import Completion
-from conch.engine.sampling import SamplingParams
+from conch.engine import Completion, EngineClient, Handle, SamplingParams
 from conch.server import protocol as p
 from conch.server.logprobs import TokenTexts, chat_logprobs
 from conch.server.serving import Serving, check_finished, json_response, stream_response, total_usage
