@@ -84,7 +84,7 @@ class ChatServing(Serving):
         super().__init__(models)
         self.template_chat = TemplateChat(models.settings)
 
-    def output_for(self, engine: EngineClient, body: p.ChatCompletionRequest, forced: str = "") -> ChatOutput:
+    def output_for(self, engine: EngineClient, body: p.ChatRequest, forced: str = "") -> ChatOutput:
         """The post-processor of one choice's generated text (tools, reasoning: conch.server.tool_chat)."""
         return self.template_chat.output(engine, body, forced) or ChatOutput()
 
