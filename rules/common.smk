@@ -14,6 +14,11 @@ from conch.workflow.imports import reach
 SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
 with open(SCHEMA, encoding="utf-8") as fh:
     _schema = yaml.safe_load(fh)
+# >>> serve settings: their schema and defaults come from ServeSettings (conch/server/settings.py)
+from conch.server.settings import schema_file, with_serve_settings
+
+with_serve_settings(_schema)
+# <<< serve settings
 # A training key set to null is dropped, whatever its type in the schema; a preference stage's nulls are
 # kept aside, to drop the experiment's key for that stage (rules/preference.smk).
 STAGE_NULLS = stage_nulls(config)
@@ -22,7 +27,9 @@ try:
     check_config(config, _schema)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
-validate(config, SCHEMA)  # fills in the schema's defaults
+# serve settings: validate() takes a path, not a dict
+with schema_file(_schema) as _merged:
+    validate(config, _merged)  # fills in the schema's defaults
 
 DATASET = config["dataset"]
 EXPERIMENT_OVERRIDES = all_experiments(config)  # named experiments, then the grid's

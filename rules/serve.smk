@@ -10,6 +10,8 @@ rule serve:
         model=lambda wc: served_model(wc.experiment),
         check=lambda wc: merge_check(wc.experiment),
     output:
+        # The served settings as a `python -m conch.server --config` file, which the smoke test starts from.
+        config="results/serve/{experiment}/serve.yaml",
         manifest="results/serve/{experiment}/manifest.json",
         smoke="results/serve/{experiment}/smoke_test.json",
     log:
@@ -22,13 +24,16 @@ rule serve:
     resources:
         **gpu_resources(),
     params:
-        host=config["serve"]["host"],
-        port=config["serve"]["port"],
-        max_new_tokens=config["serve"]["max_new_tokens"],
-        max_batch_size=config["serve"]["max_batch_size"],
-        max_queue=config["serve"]["max_queue"],
-        template=config["template"],
-        train=lambda wc: train_config(wc.experiment),
+        # The whole `serve` block: its settings are conch.server.settings.ServeSettings' fields.
+        serve=config["serve"],
+        # What the served model renders tools and parses reasoning with: the template it was trained with.
+        chat_format=lambda wc: {
+            "template": config["template"],
+            **{
+                k: train_config(wc.experiment).get(k)
+                for k in ("default_system", "tool_format")
+            },
+        },
         prompt=config["merge"]["check_prompts"][0],
     script:
         "../workflow_scripts/serve.py"

@@ -1,5 +1,6 @@
-"""config/schema.yaml is the one source of defaults: config/config.yaml shows each, config/README.md documents
-every key with the same default, and the code that must restate one (a library's signature) agrees."""
+"""config/schema.yaml (with the serve settings' part, from conch.server.settings.ServeSettings) is the one
+source of defaults: config/config.yaml shows each, config/README.md documents every key with the same default,
+and the code that must restate one (a library's signature) agrees."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from conftest import REPO
 
 from conch.data import Settings
 from conch.preference.prepare import TEST_FRACTION
+from conch.server.settings import with_serve_settings
 
-SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+# As the workflow loads it: with the serve settings' part, which ServeSettings defines.
+SCHEMA = with_serve_settings(yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8")))
 CONFIG_TEXT = (REPO / "config" / "config.yaml").read_text(encoding="utf-8")
 README = (REPO / "config" / "README.md").read_text(encoding="utf-8")
 NO_DEFAULT = object()
@@ -132,3 +135,18 @@ def test_retrieval_defaults_are_the_schema_defaults():
 
     rag = SCHEMA["properties"]["rag"]["properties"]
     assert {key: rag[key]["default"] for key in RETRIEVAL_DEFAULTS} == RETRIEVAL_DEFAULTS
+
+
+def test_the_serve_block_is_servesettings():
+    """Every serve setting the workflow takes is a ServeSettings field with its default, shown in config.yaml
+    and documented in config/README.md (by the tests above, which read the merged schema); none is restated
+    in config/schema.yaml."""
+    from conch.server.settings import NOT_IN_WORKFLOW_CONFIG, ServeSettings
+
+    own = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+    serve = SCHEMA["properties"]["serve"]["properties"]
+    fields = {n: f for n, f in ServeSettings.model_fields.items() if n not in NOT_IN_WORKFLOW_CONFIG}
+    assert set(fields) <= set(serve) and not set(fields) & set(own["properties"]["serve"]["properties"])
+    assert {n: serve[n]["default"] for n in fields} == {n: f.default for n, f in fields.items()}
+    config = yaml.safe_load(CONFIG_TEXT)["serve"]
+    assert {n: config[n] for n in fields} == {n: f.default for n, f in fields.items()}

@@ -12,10 +12,12 @@ import pytest
 import yaml
 from conftest import GRID, GRID_WINNER, REPO, default_config, grid_config, make_workdir, planned_jobs
 
+from conch.server.settings import with_serve_settings
 from conch.workflow.config import problems
 from conch.workflow.experiments import all_experiments, expand_grid, metric_value, select, selection_mode
 
-SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+# As the workflow loads it: with the serve settings' part, which ServeSettings defines.
+SCHEMA = with_serve_settings(yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8")))
 GRID_NAMES = {"lr1e-5_ep1", "lr1e-5_ep2", "lr5e-3_ep1", "lr5e-3_ep2"}
 
 

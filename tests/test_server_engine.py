@@ -125,7 +125,9 @@ def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(model_and_toke
 def test_client_queue_limit_and_cancellation(model_and_tokenizer):
     """The server's side of an engine process: a full queue refuses at once; cancelling frees queue and slot."""
     _, tokenizer = model_and_tokenizer
-    spec = EngineSpec("tiny", tiny_model(), None, 1, 1, 4096, None, True, 1)
+    spec = EngineSpec(
+        name="tiny", path=tiny_model(), max_batch_size=1, max_queue=1, max_prefill_tokens=4096, threads=1
+    )
     client = EngineClient(spec)
     prompt = ids_of(tokenizer, conversation(2))
 

@@ -4,6 +4,7 @@ The way vLLM keeps its engine apart from its OpenAI entrypoints, this package kn
 (conch.server) renders and tokenizes prompts, submits token ids through an `EngineClient` and streams back what
 the engine process produces.
 
+    messages.py      what client and engine process say over their pipe (typed, frozen)
     client.py        the server's side: start the engine process, submit/cancel, deliver results to the loop
     process.py       the engine process: load the model, serve the pipe
     core.py          the step loop: plan a step, run it, sample, finish who is done
@@ -18,4 +19,25 @@ the engine process produces.
     detokenizer.py   token ids to the text a client sees (incremental, stop strings)
     tokenizer.py     loading the tokenizer, encoding prompts
     request.py       a request inside the engine, and what it ends with
+
+What this package exports below is its whole surface: the server imports `from conch.engine import ...`
+only, so the modules behind it can change without the server noticing.
 """
+
+from conch.engine.client import EngineClient, Handle
+from conch.engine.grammar import JSON_OBJECT, check_schema
+from conch.engine.process import EngineSpec
+from conch.engine.request import Completion, EngineGone, QueueFull
+from conch.engine.sampling import SamplingParams
+
+__all__ = [
+    "JSON_OBJECT",
+    "Completion",
+    "EngineClient",
+    "EngineGone",
+    "EngineSpec",
+    "Handle",
+    "QueueFull",
+    "SamplingParams",
+    "check_schema",
+]

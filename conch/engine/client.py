@@ -19,6 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 
+from conch.engine.messages import (
+    CancelRequest,
+    LoadFailed,
+    StatsReply,
+    StatsRequest,
+    StepOutputs,
+    Stop,
+    SubmitRequest,
+)
 from conch.engine.process import EngineSpec, run_engine_process
 from conch.engine.request import Completion, EngineGone, QueueFull
 from conch.engine.tokenizer import encode, load_tokenizer
@@ -83,13 +92,13 @@ class EngineClient:
         self._process.start()
         child_end.close()
         try:
-            kind, info = self._conn.recv()
+            loaded = self._conn.recv()
         except EOFError as exc:
             raise RuntimeError(f"the engine process for {spec.name!r} exited while loading") from exc
-        if kind == "error":
+        if isinstance(loaded, LoadFailed):
             self.close()
-            raise RuntimeError(f"loading model {spec.name!r} failed: {info}")
-        self.context_length = info["context_length"]
+            raise RuntimeError(f"loading model {spec.name!r} failed: {loaded.error}")
+        self.context_length = loaded.context_length
         self._ids = itertools.count()
         self._handles: dict[int, tuple[asyncio.AbstractEventLoop, Handle]] = {}
         self._stats_waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
@@ -123,13 +132,13 @@ class EngineClient:
         rid = next(self._ids)
         handle = Handle(cancel=lambda: self._cancel(rid))
         self._handles[rid] = (asyncio.get_running_loop(), handle)
-        self._send(("submit", rid, prompt_ids, params, max_tokens, stream, time.monotonic()))
+        self._send(SubmitRequest(rid, prompt_ids, params, max_tokens, stream, time.monotonic()))
         return handle
 
     def _cancel(self, rid: int) -> None:
         if rid in self._handles and not self.error:
             with contextlib.suppress(OSError):
-                self._send(("cancel", rid))
+                self._send(CancelRequest(rid))
 
     async def stats(self) -> dict:
         """The engine's counters, slots and queue, asked of the engine process (empty if it does not answer)."""
@@ -139,7 +148,7 @@ class EngineClient:
         future = loop.create_future()
         self._stats_waiting[rid] = (loop, future)
         try:
-            self._send(("stats", rid))
+            self._send(StatsRequest(rid))
             return await asyncio.wait_for(future, timeout=5)
         except (TimeoutError, OSError):
             return {}
@@ -152,34 +161,38 @@ class EngineClient:
                 message = self._conn.recv()
             except (EOFError, OSError):
                 break
-            if message[0] == "events":
-                by_loop: dict = {}
-                for rid, item in message[1]:
-                    entry = (
-                        self._handles.pop(rid, None)
-                        if isinstance(item, Completion)
-                        else self._handles.get(rid)
-                    )
-                    if entry is not None:
-                        by_loop.setdefault(entry[0], []).append((entry[1], item))
-                    if isinstance(item, Completion) and self._on_finished:
-                        self._on_finished(item)
-                for loop, items in by_loop.items():
-                    post_to_loop(loop, items)
-            elif message[0] == "stats" and (waiting := self._stats_waiting.get(message[1])):
-                loop, future = waiting
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    loop.call_soon_threadsafe(lambda f=future, s=message[2]: f.done() or f.set_result(s))
+            match message:
+                case StepOutputs():
+                    self._deliver(message.items)
+                case StatsReply(id=rid) if waiting := self._stats_waiting.get(rid):
+                    loop, future = waiting
+                    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                        loop.call_soon_threadsafe(
+                            lambda f=future, s=message.counters: f.done() or f.set_result(s)
+                        )
         self.error = self.error or f"the engine process for model {self.name!r} exited"
         log.error("%s", self.error)
         for rid in list(self._handles):
             loop, handle = self._handles.pop(rid)
             post_to_loop(loop, [(handle, Completion("", "error", 0, 0, self.error))])
 
+    def _deliver(self, items: list) -> None:
+        """From the reader thread: each item to its request's handle, grouped by the loop that waits for it."""
+        by_loop: dict = {}
+        for rid, item in items:
+            done = isinstance(item, Completion)
+            entry = self._handles.pop(rid, None) if done else self._handles.get(rid)
+            if entry is not None:
+                by_loop.setdefault(entry[0], []).append((entry[1], item))
+            if done and self._on_finished:
+                self._on_finished(item)
+        for loop, loop_items in by_loop.items():
+            post_to_loop(loop, loop_items)
+
     def close(self) -> None:
         self.error = self.error or "the server is shutting down"
         with contextlib.suppress(OSError):
-            self._send(("stop",))
+            self._send(Stop())
         self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.terminate()

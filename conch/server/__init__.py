@@ -2,7 +2,7 @@
 front of its engine.
 
     app.py                  create_app: routes, middleware, error handlers, models loading in the background
-    routes.py               the endpoints, each handing its work to the serving module of its family
+    routes.py               the route table: each endpoint hands its work to its family's serving module
     serving.py              what the families share: prompt checks, submitting (n choices), waiting, SSE
     serving_chat.py         /v1/chat/completions and /generate
     serving_completions.py  /v1/completions
@@ -13,6 +13,8 @@ front of its engine.
     errors.py               OpenAI-shaped errors
     middleware.py           API key, body size limit, request metrics
     metrics.py              /metrics
-    settings.py, __main__   what to serve, from the command line or a YAML file
-    smoke.py, page.py       the serve rule's smoke test; the chat page
+    settings.py             what to serve: every serve setting and its default (ServeSettings)
+    cli.py, __main__        the command line, made from the settings' fields
+    deploy.py, smoke.py     the serve rule's work: the --config file, the smoke test, the manifest
+    page.py                 the chat page
 """

@@ -13,7 +13,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from conch.engine.request import Completion
+from conch.engine import Completion
 
 # `_created` series (a timestamp per label set) would double the exposition for nothing a dashboard uses.
 prometheus_client.disable_created_metrics()

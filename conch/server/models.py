@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from conch.engine.client import EngineClient
-from conch.engine.process import EngineSpec
+from conch.engine import EngineClient, EngineSpec
 from conch.server.errors import ApiError
 from conch.server.metrics import Metrics
 from conch.server.settings import ServeSettings
@@ -35,17 +34,7 @@ class ModelRegistry:
                     entry.path,
                     f" with adapter {entry.adapter}" if entry.adapter else "",
                 )
-                spec = EngineSpec(
-                    entry.name,
-                    entry.path,
-                    entry.adapter,
-                    s.max_batch_size,
-                    s.max_queue,
-                    s.max_prefill_tokens,
-                    s.context_length,
-                    s.prefix_cache,
-                    s.threads,
-                )
+                spec = EngineSpec.from_settings(s, entry)
                 self.engines[entry.name] = EngineClient(
                     spec,
                     lambda completion, name=entry.name: self.metrics.observe_completion(name, completion),

@@ -22,8 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from conch.engine.grammar import JSON_OBJECT, check_schema
-from conch.engine.sampling import SamplingParams
+from conch.engine import JSON_OBJECT, SamplingParams, check_schema
 from conch.server.protocol_tools import Tool, ToolChoice, ToolMessageFields, check_tool_request
 
 Number = StrictInt | StrictFloat
@@ -162,16 +161,15 @@ class _Sampling(_Strict):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatRequest(_Sampling):
+    """What every chat endpoint takes: the conversation, and chat's spellings of the token budget and logprobs.
+    Each endpoint's request adds its own fields; a field one of them lacks is refused, naming it."""
+
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     # Newer OpenAI clients send this name for chat; it means the same as max_tokens.
     max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
-    # conch.server.protocol_tools; rendered and parsed in conch.server.tool_chat.
-    tools: list[Tool] | None = None
-    tool_choice: ToolChoice | None = None
-    parallel_tool_calls: StrictBool | None = None
 
     @field_validator("top_logprobs")
     @classmethod
@@ -183,26 +181,29 @@ class ChatCompletionRequest(_Sampling):
     def logprob_count(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
 
+    def requested_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class ChatCompletionRequest(ChatRequest):
+    """/v1/chat/completions: the chat, plus tools (conch.server.protocol_tools; rendered and parsed in
+    conch.server.tool_chat)."""
+
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+
     @model_validator(mode="after")
     def _tool_choice_fits(self):
         check_tool_request(self.tools, self.tool_choice)
         return self
 
-    def requested_tokens(self) -> int | None:
-        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
-
-class RagChatCompletionRequest(ChatCompletionRequest):
-    """The chat schema, plus how many chunks to retrieve (default: the index's `top_k`)."""
+class RagChatCompletionRequest(ChatRequest):
+    """/v1/rag/chat/completions: the chat answered from the knowledge base, plus how many chunks to retrieve
+    (default: the index's `top_k`). No tools: the knowledge-base answer does not render them."""
 
     top_k: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
-
-    @field_validator("tools", "tool_choice")
-    @classmethod
-    def _no_tools(cls, v):
-        if v is not None:
-            raise ValueError("tools are not served with the knowledge base; use /v1/chat/completions")
-        return v
 
 
 class RagQueryRequest(_Strict):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -15,32 +17,63 @@ from conch.server.page import chat_page
 from conch.server.serving_chat import ChatServing
 from conch.server.serving_completions import CompletionServing
 
-ROUTES = frozenset(
-    {"/", "/health", "/metrics", "/generate", "/v1/models", "/v1/chat/completions", "/v1/completions"}
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    description: str
+    api: bool = True  # in the OpenAPI spec (the chat page is HTML, not API)
+
+
+# The one list of what the server answers: the routers mount these, and the deployment manifest lists them.
+ROUTE_TABLE = (
+    Route("GET", "/", "the chat page", api=False),
+    Route("GET", "/health", "200 once every model is loaded; 503 while loading or if loading failed"),
+    Route("GET", "/metrics", "Prometheus text"),
+    Route("GET", "/v1/models", "the configured model names"),
+    Route("GET", "/generate", "a greedy answer to `prompt`, chat template applied"),
+    Route("POST", "/v1/chat/completions", "OpenAI chat completions"),
+    Route("POST", "/v1/completions", "OpenAI completions: a raw prompt"),
 )
-RAG_ROUTES = frozenset({"/v1/rag/query", "/v1/rag/chat/completions"})
+RAG_ROUTE_TABLE = (
+    Route("POST", "/v1/rag/query", "ranked knowledge-base chunks"),
+    Route("POST", "/v1/rag/chat/completions", "the chat, answered from the knowledge base with citations"),
+)
+ROUTES = frozenset(r.path for r in ROUTE_TABLE)
+RAG_ROUTES = frozenset(r.path for r in RAG_ROUTE_TABLE)
+
+
+def endpoints(rag: bool) -> list[str]:
+    """`METHOD path` of every route a server with (or without) a RAG index answers."""
+    return [f"{r.method} {r.path}" for r in (*ROUTE_TABLE, *(RAG_ROUTE_TABLE if rag else ()))]
+
+
+def _mount(table: tuple[Route, ...], handlers: dict[str, Callable], **router_args) -> APIRouter:
+    """A router with each route of `table` answered by the handler of its path; a handler the table lacks,
+    or a route without a handler, is a programming error caught at start-up."""
+    if set(handlers) != {r.path for r in table}:
+        raise RuntimeError(f"routes and handlers differ: {set(handlers) ^ {r.path for r in table}}")
+    router = APIRouter(**router_args)
+    for r in table:
+        router.add_api_route(r.path, handlers[r.path], methods=[r.method], include_in_schema=r.api)
+    return router
 
 
 def build_router(
     models: ModelRegistry, metrics: Metrics, chat: ChatServing, completions: CompletionServing
 ) -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/", include_in_schema=False)
     async def page():
         return HTMLResponse(chat_page())
 
-    @router.get("/health")
     async def health():
         status, body, headers = models.health()
         return JSONResponse(body, status_code=status, headers=headers)
 
-    @router.get("/metrics")
     async def metrics_text():
         stats = {name: await engine.stats() for name, engine in models.engines.items()}
         return Response(metrics.render(models.engines, stats), media_type=CONTENT_TYPE)
 
-    @router.get("/v1/models")
     async def list_models():
         models.engine(None)  # 503 while loading
         created = int(time.time())
@@ -52,7 +85,6 @@ def build_router(
             ],
         }
 
-    @router.get("/generate")
     async def generate(
         request: Request,
         prompt: Annotated[str, Query(min_length=1)],
@@ -62,27 +94,37 @@ def build_router(
         """The walkthrough's endpoint: a greedy answer to one user message."""
         return await chat.generate(request, prompt, max_new_tokens, model)
 
-    @router.post("/v1/chat/completions")
     async def chat_completions(body: p.ChatCompletionRequest, request: Request):
         return await chat.create(body, request)
 
-    @router.post("/v1/completions")
     async def text_completions(body: p.CompletionRequest, request: Request):
         return await completions.create(body, request)
 
-    return router
+    return _mount(
+        ROUTE_TABLE,
+        {
+            "/": page,
+            "/health": health,
+            "/metrics": metrics_text,
+            "/v1/models": list_models,
+            "/generate": generate,
+            "/v1/chat/completions": chat_completions,
+            "/v1/completions": text_completions,
+        },
+    )
 
 
 def build_rag_router(rag) -> APIRouter:
     """The knowledge-base endpoints (`rag`: a conch.server.serving_rag.RagServing)."""
-    router = APIRouter(tags=["rag"])
 
-    @router.post("/v1/rag/query")
     async def rag_query(body: p.RagQueryRequest):
         return await rag.query(body)
 
-    @router.post("/v1/rag/chat/completions")
     async def rag_chat_completions(body: p.RagChatCompletionRequest, request: Request):
         return await rag.create(body, request)
 
-    return router
+    return _mount(
+        RAG_ROUTE_TABLE,
+        {"/v1/rag/query": rag_query, "/v1/rag/chat/completions": rag_chat_completions},
+        tags=["rag"],
+    )

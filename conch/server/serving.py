@@ -14,9 +14,7 @@ from typing import Protocol
 
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from conch.engine.client import EngineClient, Handle
-from conch.engine.request import Completion, EngineGone, QueueFull
-from conch.engine.sampling import SamplingParams
+from conch.engine import Completion, EngineClient, EngineGone, Handle, QueueFull, SamplingParams
 from conch.model.modeling import render
 from conch.server.errors import ApiError
 from conch.server.logprobs import TokenTexts

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from conch.engine.client import EngineClient, Handle
-from conch.engine.request import Completion
-from conch.engine.sampling import SamplingParams
+from conch.engine import Completion, EngineClient, Handle, SamplingParams
 from conch.server import protocol as p
 from conch.server.logprobs import TokenTexts, chat_logprobs
 from conch.server.serving import Serving, check_finished, json_response, stream_response, total_usage
@@ -86,7 +84,7 @@ class ChatServing(Serving):
         super().__init__(models)
         self.template_chat = TemplateChat(models.settings)
 
-    def output_for(self, engine: EngineClient, body: p.ChatCompletionRequest, forced: str = "") -> ChatOutput:
+    def output_for(self, engine: EngineClient, body: p.ChatRequest, forced: str = "") -> ChatOutput:
         """The post-processor of one choice's generated text (tools, reasoning: conch.server.tool_chat)."""
         return self.template_chat.output(engine, body, forced) or ChatOutput()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from conch.engine.request import Completion
+from conch.engine import Completion
 from conch.server import protocol as p
 from conch.server.logprobs import TokenTexts, completion_logprobs
 from conch.server.serving import Serving, check_finished, json_response, stream_response, total_usage

@@ -18,8 +18,7 @@ import threading
 import time
 import uuid
 
-from conch.engine.client import EngineClient, Handle
-from conch.engine.request import Completion
+from conch.engine import Completion, EngineClient, Handle
 from conch.rag.prompt import (
     QuestionTooLong,
     build_messages,

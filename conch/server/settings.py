@@ -19,11 +19,15 @@ read a path of its choosing. A `--config` YAML file looks like:
     prefix_cache: true                   # reuse the KV of shared prompt prefixes (system prompt, past turns)
     threads: null                        # torch CPU threads per engine process (default: torch's choice)
 
-Relative paths are relative to the config file.
+Relative paths are relative to the config file. Any other ServeSettings field may be set too (host, port,
+rag_index, ...); a command-line flag overrides the file's value.
 """
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -40,16 +44,30 @@ class ServeConfigError(ValueError):
     pass
 
 
+# The model name when one model is served without naming it (--model without --name).
+DEFAULT_NAME = "conch"
+
+
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
-    path: str
-    adapter: str | None = None
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")] = Field(
+        description="the model's name: what clients pass as `model`, and what /v1/models lists"
+    )
+    path: str = Field(description="model directory: a merged model, or the base model with `adapter`")
+    adapter: str | None = Field(
+        None, description="LoRA adapter directory, applied to the model by peft unmerged"
+    )
     # The LLaMA-Factory template (and its training options) the model was fine-tuned with: needed for
     # tools and reasoning output (conch.server.tool_chat); ordinary chats use the tokenizer's chat template.
-    template: str | None = None
-    default_system: str | None = None
-    tool_format: str | None = None
+    template: str | None = Field(
+        None,
+        description="the LLaMA-Factory template the model was trained with: enables tools and reasoning "
+        "output (docs/serving.md)",
+    )
+    default_system: str | None = Field(None, description="the training's default_system (with template)")
+    tool_format: str | None = Field(
+        None, description="the training's tool_format, if it set one (with template)"
+    )
 
     @field_validator("template")
     @classmethod
@@ -61,21 +79,51 @@ class ModelEntry(BaseModel):
 
 
 class ServeSettings(BaseModel):
+    """Every serve setting and its default, once: the CLI's flags (conch.server.cli), the keys of a --config
+    file, and the workflow config's `serve` block (serve_config_schema) are all made from these fields."""
+
     model_config = ConfigDict(extra="forbid")
-    models: Annotated[list[ModelEntry], Field(min_length=1)]
-    default_model: str | None = None
-    max_new_tokens: PositiveInt = 128
-    max_batch_size: PositiveInt = 16
-    max_queue: Annotated[int, Field(ge=0, strict=True)] = 64
-    # Prompt tokens prefilled per step: a longer prompt is taken in chunks, so generating rows wait at most
-    # one chunk's time for their next token.
-    max_prefill_tokens: PositiveInt = 512
-    context_length: PositiveInt | None = None
-    max_body_bytes: PositiveInt = 1 << 20
-    # Reuse the KV of prompt prefixes seen before (system prompt, earlier turns); exact up to float rounding.
-    prefix_cache: bool = True
-    # torch CPU threads in each engine process (default: torch's choice).
-    threads: PositiveInt | None = None
+    models: Annotated[list[ModelEntry], Field(min_length=1)] = Field(description="the models served")
+    default_model: str | None = Field(
+        None, description="the model for requests that name none (default: the first)"
+    )
+    host: str = Field("127.0.0.1", description="bind address (loopback unless you mean otherwise)")
+    port: Annotated[int, Field(ge=0, le=65535, strict=True)] = Field(
+        8000, description="port (0: any free one)"
+    )
+    max_new_tokens: PositiveInt = Field(
+        128,
+        description="cap on a request's max_tokens (larger requests are cut to it; finish_reason `length`)",
+    )
+    max_batch_size: PositiveInt = Field(
+        16, description="requests generating together in one batch, per model (continuous batching)"
+    )
+    max_queue: Annotated[int, Field(ge=0, strict=True)] = Field(
+        64, description="requests waiting for a batch slot before new ones get 503 with Retry-After"
+    )
+    # A longer prompt is taken in chunks, so generating rows wait at most one chunk's time for their next token.
+    max_prefill_tokens: PositiveInt = Field(
+        512, description="prompt tokens prefilled per step; longer prompts are taken in chunks"
+    )
+    context_length: PositiveInt | None = Field(
+        None,
+        description="tokens of prompt and answer per request (null: the model's max_position_embeddings)",
+    )
+    max_body_bytes: PositiveInt = Field(1 << 20, description="larger request bodies get 413")
+    # Exact up to float rounding, so it is on unless a benchmark wants it off.
+    prefix_cache: bool = Field(
+        True, description="reuse the KV of shared prompt prefixes (system prompt, past turns)"
+    )
+    threads: PositiveInt | None = Field(
+        None, description="torch CPU threads in each engine process (null: torch's choice)"
+    )
+    # The key itself never appears in settings or on a command line (ps, logs): only where to find it.
+    api_key_env: str = Field(
+        "CONCH_API_KEY",
+        description="environment variable holding the API key; unset or empty: no key required",
+    )
+    rag_index: str | None = Field(None, description="RAG index directory: adds the /v1/rag/ endpoints")
+    access_log: bool = Field(True, description="log a line per request (off for benchmarks)")
 
     @model_validator(mode="after")
     def _names(self):
@@ -112,6 +160,8 @@ def load_settings(config_path: str | Path, **overrides) -> ServeSettings:
         raise ServeConfigError(f"serve config {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ServeConfigError(f"serve config {path}: expected a mapping with a `models` list")
+    if isinstance(raw.get("rag_index"), str):  # relative to the file, as its model paths are
+        raw["rag_index"] = str((path.parent / raw["rag_index"]).resolve())
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = ServeSettings.model_validate(raw)
@@ -126,7 +176,11 @@ def load_settings(config_path: str | Path, **overrides) -> ServeSettings:
 
 
 def single_model(
-    path: str, name: str = "conch", adapter: str | None = None, chat_format: dict | None = None, **overrides
+    path: str,
+    name: str = DEFAULT_NAME,
+    adapter: str | None = None,
+    chat_format: dict | None = None,
+    **overrides,
 ) -> ServeSettings:
     """One model; `chat_format`: its template, default_system and tool_format (ModelEntry)."""
     try:
@@ -138,3 +192,48 @@ def single_model(
         raise ServeConfigError(describe(exc)) from exc
     settings.check_paths()
     return settings
+
+
+# Settings the workflow decides itself, or that only a person starting a server has a use for: the config's
+# `serve` block does not take them. The RAG branch decides rag_index; the smoke test runs without an API key
+# and needs its access log; models and default_model come from the served experiment.
+NOT_IN_WORKFLOW_CONFIG = frozenset({"models", "default_model", "rag_index", "api_key_env", "access_log"})
+
+
+def _plain(prop: dict) -> dict:
+    """A pydantic property schema as config/schema.yaml writes one: no titles, and `X | None` as a type list
+    (so a bad value is named with X's bounds, "0 is less than the minimum of 1", not "not valid under anyOf")."""
+    prop = {k: v for k, v in prop.items() if k != "title"}
+    options = prop.pop("anyOf", None)
+    if options:
+        (value,) = [o for o in options if o != {"type": "null"}]
+        prop = {**value, **prop, "type": [value["type"], "null"]}
+    return prop
+
+
+def serve_config_schema() -> dict:
+    """The JSON schema of the workflow config's `serve` settings, from ServeSettings: key -> property."""
+    props = ServeSettings.model_json_schema()["properties"]
+    return {
+        name: _plain(props[name]) for name in ServeSettings.model_fields if name not in NOT_IN_WORKFLOW_CONFIG
+    }
+
+
+def with_serve_settings(schema: dict) -> dict:
+    """The workflow's config schema (config/schema.yaml, a dict) with ServeSettings' part merged into its
+    `serve` block, whose own keys (e.g. `experiment`) stay; in place, and returned."""
+    serve = schema["properties"]["serve"]
+    twice = set(serve.get("properties", {})) & set(serve_config_schema())
+    if twice:
+        raise ValueError(f"config/schema.yaml restates serve settings ServeSettings defines: {sorted(twice)}")
+    serve["properties"] = {**serve_config_schema(), **serve.get("properties", {})}
+    return schema
+
+
+@contextlib.contextmanager
+def schema_file(schema: dict) -> Iterator[str]:
+    """A merged schema as a file, while the block runs: snakemake.utils.validate (9.x) takes a path only."""
+    with tempfile.TemporaryDirectory(prefix="conch-schema-") as tmp:
+        path = Path(tmp) / "schema.yaml"
+        path.write_text(yaml.safe_dump(schema, sort_keys=False), encoding="utf-8")
+        yield str(path)

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,46 +21,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def launch_command(
-    model: str,
-    name: str,
-    host: str,
-    port: int,
-    max_new_tokens: int,
-    max_batch_size: int | None = None,
-    max_queue: int | None = None,
-    rag_index: str | None = None,
-    chat_format: dict | None = None,
-) -> list[str]:
-    """`chat_format`: the model's template, default_system and tool_format (tools and reasoning need them)."""
-    limits = [("--max-batch-size", max_batch_size), ("--max-queue", max_queue), ("--rag-index", rag_index)]
-    return [
-        sys.executable,
-        "-m",
-        "conch.server",
-        "--model",
-        model,
-        "--name",
-        name,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--max-new-tokens",
-        str(max_new_tokens),
-        *(str(x) for flag, value in limits if value is not None for x in (flag, value)),
-        *chat_format_args(chat_format),
-    ]
-
-
-def chat_format_args(chat_format: dict | None) -> list[str]:
-    """`--template qwen --default-system ...` for {"template": "qwen", "default_system": ...}."""
-    items = (chat_format or {}).items()
-    return [
-        x for key, value in items if value is not None for x in (f"--{key.replace('_', '-')}", str(value))
-    ]
 
 
 @contextlib.contextmanager

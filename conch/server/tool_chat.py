@@ -149,14 +149,15 @@ class TemplateChat:
             )
         return prefix
 
-    def output(self, engine, body: p.ChatCompletionRequest, forced: str = "") -> ParsedOutput | None:
+    def output(self, engine, body: p.ChatRequest, forced: str = "") -> ParsedOutput | None:
         """The parser of this request's answer; None when the text is the content as is."""
         template = self.template(engine)
         if not template:
             return None
         thought = markers(template)
         tools = None
-        if body.tools and body.tool_choice != "none":
+        # Only /v1/chat/completions takes tools; the RAG chat's answers may still carry reasoning.
+        if isinstance(body, p.ChatCompletionRequest) and body.tools and body.tool_choice != "none":
             names = {t.function.name for t in body.tools}
             single = body.parallel_tool_calls is False
             tools = ToolCallStream(self.format(engine), names, single)
