@@ -16,7 +16,7 @@ import pytest
 from conch.model.reasoning import StreamSplitter
 from conch.server import protocol as p
 from conch.server.chat_parsing import ParsedOutput, ToolCallStream
-from conch.server.errors import ApiError
+from conch.server.http_errors import ApiError
 from conch.server.tool_chat import trained_conversation
 from conch.training.trained_format import TrainedFormat
 

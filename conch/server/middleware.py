@@ -12,7 +12,7 @@ import time
 
 from starlette.exceptions import HTTPException
 
-from conch.server.metrics import Metrics
+from conch.server.prometheus import Metrics
 from conch.server.protocol import error_body
 
 # Paths that answer without an API key: the readiness probe, and the chat page (static HTML that asks the

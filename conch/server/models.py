@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from conch.engine import EngineClient, EngineSpec
-from conch.server.errors import ApiError
-from conch.server.metrics import Metrics
+from conch.server.http_errors import ApiError
+from conch.server.prometheus import Metrics
 from conch.server.settings import ServeSettings
 
 log = logging.getLogger("conch.server")

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from conch.server import protocol as p
-from conch.server.metrics import CONTENT_TYPE, Metrics
 from conch.server.models import ModelRegistry
 from conch.server.page import chat_page
+from conch.server.prometheus import CONTENT_TYPE, Metrics
 from conch.server.serving_chat import ChatServing
 from conch.server.serving_completions import CompletionServing
 

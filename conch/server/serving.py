@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from conch.engine import Completion, EngineClient, EngineGone, Handle, QueueFull, SamplingParams
 from conch.model.modeling import render
-from conch.server.errors import ApiError
-from conch.server.logprobs import TokenTexts
+from conch.server.http_errors import ApiError
+from conch.server.logprob_format import TokenTexts
 from conch.server.models import ModelRegistry
 from conch.server.protocol import error_body, usage
 

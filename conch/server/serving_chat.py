@@ -11,7 +11,7 @@ import uuid
 
 from conch.engine import Completion, EngineClient, Handle, SamplingParams
 from conch.server import protocol as p
-from conch.server.logprobs import TokenTexts, chat_logprobs
+from conch.server.logprob_format import TokenTexts, chat_logprobs
 from conch.server.serving import Serving, check_finished, json_response, stream_response, total_usage
 from conch.server.tool_chat import TemplateChat
 

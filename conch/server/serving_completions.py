@@ -6,7 +6,7 @@ import uuid
 
 from conch.engine import Completion
 from conch.server import protocol as p
-from conch.server.logprobs import TokenTexts, completion_logprobs
+from conch.server.logprob_format import TokenTexts, completion_logprobs
 from conch.server.serving import Serving, check_finished, json_response, stream_response, total_usage
 
 

@@ -29,7 +29,7 @@ from conch.rag.prompt import (
 )
 from conch.rag.retrieve import Retriever
 from conch.server import protocol as p
-from conch.server.errors import ApiError
+from conch.server.http_errors import ApiError
 from conch.server.serving import check_finished, json_response, total_usage
 from conch.server.serving_chat import ChatServing, ChatStream
 

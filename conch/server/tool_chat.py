@@ -22,7 +22,7 @@ import threading
 from conch.model.reasoning import StreamSplitter, markers
 from conch.server import protocol as p
 from conch.server.chat_parsing import ParsedOutput, ToolCallStream
-from conch.server.errors import ApiError
+from conch.server.http_errors import ApiError
 from conch.training.trained_format import FormatError, TrainedFormat
 
 
