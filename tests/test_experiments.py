@@ -144,7 +144,7 @@ def test_grid_run_trains_four_adapters_and_reuses_shared_stages(grid_run, tiny_r
         args = yaml.safe_load((adapters / name / "train_config.yaml").read_text())
         assert {k: args[k] for k in GRID} == expand_grid(GRID)[name]
         assert (adapters / name / "adapter_model.safetensors").stat().st_size > 0
-    for shared in ("results/base_model/manifest.json", "results/data/magic_conch/train.jsonl"):
+    for shared in ("results/base_model/scratch/manifest.json", "results/data/magic_conch/train.jsonl"):
         assert (grid_run / shared).stat().st_mtime == (tiny_run / shared).stat().st_mtime, shared
 
 
