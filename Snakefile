@@ -23,29 +23,14 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
-include: "rules/finetuning.smk"
+# Every rule is defined whatever the config; get_final_output() (rules/common.smk) decides what `all` builds.
 include: "rules/data.smk"
 include: "rules/base_model.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
-
-
-# Optional branches: their rules exist only when rules/common.smk's BRANCHES says they are on.
-if BRANCHES["rag"]:
-
-    include: "rules/rag.smk"
-
-
-if BRANCHES["preference"]:
-
-    include: "rules/preference.smk"
-
-
-if BRANCHES["gguf"]:
-
-    include: "rules/export.smk"
-
-
+include: "rules/rag.smk"
+include: "rules/preference.smk"
+include: "rules/export.smk"
 include: "rules/serve.smk"
 include: "rules/experiments.smk"
 include: "rules/webui.smk"

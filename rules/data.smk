@@ -2,15 +2,15 @@ rule prepare_dataset:
     input:
         raw=config["data"]["raw"],
     output:
-        train=f"results/data/{DATASET}/train.jsonl",
-        val=f"results/data/{DATASET}/val.jsonl",
-        test=f"results/data/{DATASET}/test.jsonl",
-        rejects=f"results/data/{DATASET}/rejects.jsonl",
-        stats=f"results/data/{DATASET}/stats.json",
+        train=f"results/data/{PLAN.dataset}/train.jsonl",
+        val=f"results/data/{PLAN.dataset}/val.jsonl",
+        test=f"results/data/{PLAN.dataset}/test.jsonl",
+        rejects=f"results/data/{PLAN.dataset}/rejects.jsonl",
+        stats=f"results/data/{PLAN.dataset}/stats.json",
     log:
-        f"logs/prepare_dataset/{DATASET}.log",
+        f"logs/prepare_dataset/{PLAN.dataset}.log",
     benchmark:
-        f"benchmarks/prepare_dataset/{DATASET}.tsv"
+        f"benchmarks/prepare_dataset/{PLAN.dataset}.tsv"
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -31,16 +31,16 @@ rule register_dataset:
     input:
         splits=rules.prepare_dataset.output[:3],
     output:
-        f"results/data/{DATASET}/dataset_info.json",
+        f"results/data/{PLAN.dataset}/dataset_info.json",
     log:
-        f"logs/register_dataset/{DATASET}.log",
+        f"logs/register_dataset/{PLAN.dataset}.log",
     benchmark:
-        f"benchmarks/register_dataset/{DATASET}.tsv"
+        f"benchmarks/register_dataset/{PLAN.dataset}.tsv"
     localrule: True
     conda:
         "../envs/data.yaml"
     threads: 1
     params:
-        dataset=DATASET,
+        dataset=PLAN.dataset,
     script:
         "../workflow_scripts/register_dataset.py"

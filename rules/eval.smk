@@ -1,21 +1,12 @@
-from conch.rag.paths import resolve as resolve_path
-
-# General questions scored for base and tuned (conch/evaluation/retention.py); a workdir without data/ uses the bundled set.
-RETENTION = (
-    {"retention": resolve_path(config["eval"]["retention"], workflow.basedir)}
-    if config["eval"].get("retention")
-    else {}
-)
-
-
 rule evaluate:
     input:
-        **RETENTION,
+        # General questions scored for base and tuned (conch/evaluation/retention.py); off when null.
+        **({"retention": PLAN.eval["retention"]} if PLAN.eval.get("retention") else {}),
         test=rules.prepare_dataset.output.test,
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
         # The merged LoRA model, or the full/freeze-trained one (rules/train.smk).
-        merged=lambda wc: tuned_model(wc.experiment),
-        loss_plot=trained("loss_plot"),
+        merged=lambda wc: PLAN.tuned_model(wc.experiment),
+        loss_plot=lambda wc: PLAN.training_output(wc.experiment, "loss_plot"),
     output:
         metrics="results/eval/{experiment}/metrics.json",
         samples=report(
@@ -44,11 +35,11 @@ rule evaluate:
     resources:
         **gpu_resources(),
     params:
-        max_new_tokens=config["eval"]["max_new_tokens"],
-        batch_size=config["eval"]["batch_size"],
-        persona_names=config["eval"]["persona_names"],
-        max_samples=config["eval"].get("max_samples"),
-        retention_max_new_tokens=config["eval"]["retention_max_new_tokens"],
-        template=config["template"],
+        max_new_tokens=PLAN.eval["max_new_tokens"],
+        batch_size=PLAN.eval["batch_size"],
+        persona_names=PLAN.eval["persona_names"],
+        max_samples=PLAN.eval.get("max_samples"),
+        retention_max_new_tokens=PLAN.eval["retention_max_new_tokens"],
+        template=PLAN.template,
     script:
         "../workflow_scripts/evaluate.py"

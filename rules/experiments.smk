@@ -1,21 +1,17 @@
 # Experiments side by side: a comparison of every experiment, the pick of the one to serve, and a run
 # manifest per experiment so any result can be traced and repeated. Guide: docs/experiments.md.
-from conch.workflow.experiments import selection_mode
-
-SELECTION_METRIC = config["selection"]["metric"]
-SELECTION_MODE = selection_mode(SELECTION_METRIC, config["selection"].get("mode"))
-
-
 report: "../report/workflow.rst"
 
 
 # A checkpoint: which experiment `all` serves is only known once the comparison has run.
 checkpoint compare_experiments:
     input:
-        metrics=expand(rules.evaluate.output.metrics, experiment=EXPERIMENTS),
-        trainer_logs=[training_output(e, "trainer_log") for e in EXPERIMENTS],
+        metrics=expand(rules.evaluate.output.metrics, experiment=PLAN.experiments),
+        trainer_logs=[PLAN.training_output(e, "trainer_log") for e in PLAN.experiments],
         # wall time and peak memory of each training job, side by side with its metrics
-        train_benchmarks=[training_benchmark(e) for e in EXPERIMENTS],
+        train_benchmarks=[
+            PLAN.training_output(e, "benchmark") for e in PLAN.experiments
+        ],
     output:
         table=report(
             "results/compare/experiments.csv",
@@ -55,10 +51,10 @@ checkpoint compare_experiments:
         mem_mb=2000,
         runtime=10,
     params:
-        experiments=EXPERIMENTS,
-        train={name: train_config(name) for name in EXPERIMENTS},
-        metric=SELECTION_METRIC,
-        mode=SELECTION_MODE,
+        experiments=PLAN.experiments,
+        train={name: sft.train for name, sft in PLAN.sfts.items()},
+        metric=PLAN.selection["metric"],
+        mode=PLAN.selection["mode"],
     script:
         "../workflow_scripts/compare_experiments.py"
 
@@ -83,7 +79,7 @@ rule select_served:
     threads: 1
     params:
         experiment=selected_experiment,
-        pinned=config["serve"].get("experiment"),
+        pinned=PLAN.serve.get("experiment"),
     script:
         "../workflow_scripts/select_served.py"
 
@@ -91,7 +87,7 @@ rule select_served:
 # Read once per base model (70B: 140 GB), not once per experiment.
 rule hash_base_model:
     input:
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
     output:
         "results/base_model/weights_sha256.json",
     log:
@@ -110,10 +106,10 @@ rule hash_base_model:
 
 rule run_manifest:
     input:
-        train_yaml=trained("train_yaml"),
+        train_yaml=lambda wc: PLAN.training_output(wc.experiment, "train_yaml"),
         # what training produced: the LoRA adapter, or the full/freeze-trained model
-        trained=lambda wc: trained_weights(wc.experiment),
-        base=BASE_MANIFEST,
+        trained=lambda wc: PLAN.trained_weights(wc.experiment),
+        base=PLAN.base_manifest,
         base_weights=rules.hash_base_model.output[0],
         dataset_info=rules.register_dataset.output[0],
         splits=rules.prepare_dataset.output[:3],
@@ -134,14 +130,14 @@ rule run_manifest:
         "../envs/train.yaml"
     threads: 1
     params:
-        overrides=lambda wc: EXPERIMENT_OVERRIDES[wc.experiment],
+        overrides=lambda wc: PLAN.sft(wc.experiment).overrides,
         # Everything that determines this adapter; hashed into `config_sha256`.
         settings=lambda wc: {
-            "dataset": DATASET,
-            "data": config["data"],
-            "base_model": config["base_model"],
-            "template": config["template"],
-            "train": train_config(wc.experiment),
+            "dataset": PLAN.dataset,
+            "data": PLAN.config["data"],
+            "base_model": PLAN.base_model.settings,
+            "template": PLAN.template,
+            "train": PLAN.sft(wc.experiment).train,
         },
     script:
         "../workflow_scripts/run_manifest.py"

@@ -1,17 +1,12 @@
 # RAG branch: documents under rag.docs -> normalised documents -> chunks -> FAISS + BM25 index -> retrieval eval.
-# The embedding cache (RAG_CACHE) is deliberately not an output: Snakemake deletes outputs before a rule
-# reruns, and the cache is what lets a rerun after one changed document re-embed only that document's chunks.
+# Built when rag.enabled (get_final_output in rules/common.smk).
 from conch.rag import paths as rag_paths
-
-RAG = config["rag"]
-RAG_CACHE = "results/rag/cache/embeddings.sqlite"
-RAG_DOCS = rag_paths.resolve(RAG["docs"], workflow.basedir)
-RAG_QUESTIONS = rag_paths.resolve(RAG["questions"], workflow.basedir)
 
 
 rule rag_ingest:
     input:
-        docs=rag_paths.document_files(RAG_DOCS),
+        # A function: listed only when the branch runs, so a config without the documents still parses.
+        docs=lambda wc: rag_paths.document_files(PLAN.rag["docs"]),
     output:
         docs="results/rag/docs.jsonl",
         stats="results/rag/ingest_stats.json",
@@ -26,7 +21,7 @@ rule rag_ingest:
         mem_mb=1000,
         runtime=10,
     params:
-        root=lambda wc: RAG_DOCS,
+        root=lambda wc: PLAN.rag["docs"],
     script:
         "../workflow_scripts/rag_ingest.py"
 
@@ -34,7 +29,7 @@ rule rag_ingest:
 rule rag_chunk:
     input:
         docs=rules.rag_ingest.output.docs,
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
     output:
         chunks="results/rag/chunks.jsonl",
     log:
@@ -48,8 +43,8 @@ rule rag_chunk:
         mem_mb=1000,
         runtime=10,
     params:
-        chunk_tokens=RAG["chunk_tokens"],
-        overlap=RAG["chunk_overlap"],
+        chunk_tokens=PLAN.rag["chunk_tokens"],
+        overlap=PLAN.rag["chunk_overlap"],
     script:
         "../workflow_scripts/rag_chunk.py"
 
@@ -57,7 +52,7 @@ rule rag_chunk:
 rule rag_index:
     input:
         chunks=rules.rag_chunk.output.chunks,
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
     output:
         index=directory("results/rag/index"),
     log:
@@ -71,12 +66,14 @@ rule rag_index:
         mem_mb=3000,
         runtime=60,
     params:
-        embedding_model=RAG["embedding_model"],
-        batch_size=RAG["embedding_batch_size"],
-        vector_index=RAG["vector_index"],
-        cache=RAG_CACHE,
+        embedding_model=PLAN.rag["embedding_model"],
+        batch_size=PLAN.rag["embedding_batch_size"],
+        vector_index=PLAN.rag["vector_index"],
+        # Deliberately not an output: Snakemake deletes outputs before a rule reruns, and the cache is what
+        # lets a rerun after one changed document re-embed only that document's chunks.
+        cache="results/rag/cache/embeddings.sqlite",
         retrieval={
-            k: RAG[k]
+            k: PLAN.rag[k]
             for k in (
                 "fusion",
                 "vector_weight",
@@ -94,9 +91,9 @@ rule rag_index:
 rule rag_eval:
     input:
         index=rules.rag_index.output.index,
-        questions=RAG_QUESTIONS,
-        merged=lambda wc: tuned_model(wc.experiment),  # rules/train.smk
-        base=BASE_MANIFEST,
+        questions=PLAN.rag["questions"],
+        merged=lambda wc: PLAN.tuned_model(wc.experiment),
+        base=PLAN.base_manifest,
     output:
         metrics="results/rag/eval/{experiment}/retrieval_metrics.json",
         results="results/rag/eval/{experiment}/questions.jsonl",
@@ -111,7 +108,7 @@ rule rag_eval:
     resources:
         **gpu_resources(),
     params:
-        answer_questions=RAG["eval"]["answer_questions"],
-        max_new_tokens=RAG["eval"]["max_new_tokens"],
+        answer_questions=PLAN.rag["eval"]["answer_questions"],
+        max_new_tokens=PLAN.rag["eval"]["max_new_tokens"],
     script:
         "../workflow_scripts/rag_eval.py"

@@ -2,13 +2,13 @@ rule measure_token_lengths:
     input:
         train=rules.prepare_dataset.output.train,
         val=rules.prepare_dataset.output.val,
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
     output:
-        f"results/data/{DATASET}/token_lengths.json",
+        f"results/data/{PLAN.dataset}/token_lengths.json",
     log:
-        f"logs/measure_token_lengths/{DATASET}.log",
+        f"logs/measure_token_lengths/{PLAN.dataset}.log",
     benchmark:
-        f"benchmarks/measure_token_lengths/{DATASET}.tsv"
+        f"benchmarks/measure_token_lengths/{PLAN.dataset}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -16,7 +16,7 @@ rule measure_token_lengths:
         mem_mb=4000,
         runtime=20,
     params:
-        default_system=config["train"].get("default_system"),
+        default_system=PLAN.config["train"].get("default_system"),
     script:
         "../workflow_scripts/measure_token_lengths.py"
 
@@ -26,15 +26,15 @@ rule train_adapter:
         dataset_info=rules.register_dataset.output[0],
         train=rules.prepare_dataset.output.train,
         val=rules.prepare_dataset.output.val,
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
         token_lengths=rules.measure_token_lengths.output[0],
     output:
-        adapter="results/adapters/{experiment}/adapter_model.safetensors",
+        adapter=layout.TRAINING["lora"]["adapter"],
         adapter_config="results/adapters/{experiment}/adapter_config.json",
-        train_yaml="results/adapters/{experiment}/train_config.yaml",
-        trainer_log="results/adapters/{experiment}/trainer_log.jsonl",
+        train_yaml=layout.TRAINING["lora"]["train_yaml"],
+        trainer_log=layout.TRAINING["lora"]["trainer_log"],
         loss_plot=report(
-            "results/adapters/{experiment}/training_loss.png",
+            layout.TRAINING["lora"]["loss_plot"],
             caption="../report/train_loss.rst",
             category="2. Training",
             subcategory="{experiment}",
@@ -43,16 +43,16 @@ rule train_adapter:
     log:
         "logs/train_adapter/{experiment}.log",
     benchmark:
-        "benchmarks/train_adapter/{experiment}.tsv"
+        layout.TRAINING["lora"]["benchmark"]
     conda:
         "../envs/train.yaml"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(multinode=True),
     params:
-        train=lambda wc: train_config(wc.experiment),
-        dataset=DATASET,
-        template=config["template"],
+        train=lambda wc: PLAN.sft(wc.experiment).train,
+        dataset=PLAN.dataset,
+        template=PLAN.template,
     script:
         "../workflow_scripts/train_adapter.py"
 
@@ -61,11 +61,11 @@ rule train_adapter:
 # model/ once training ends (checkpoints stay beside it, outside the declared output, so a killed job resumes).
 use rule train_adapter as train_model with:
     output:
-        model=directory("results/trained/{experiment}/model"),
-        train_yaml="results/trained/{experiment}/train_config.yaml",
-        trainer_log="results/trained/{experiment}/trainer_log.jsonl",
+        model=directory(layout.TRAINING["model"]["model"]),
+        train_yaml=layout.TRAINING["model"]["train_yaml"],
+        trainer_log=layout.TRAINING["model"]["trainer_log"],
         loss_plot=report(
-            "results/trained/{experiment}/training_loss.png",
+            layout.TRAINING["model"]["loss_plot"],
             caption="../report/train_loss.rst",
             category="2. Training",
             subcategory="{experiment}",
@@ -74,17 +74,17 @@ use rule train_adapter as train_model with:
     log:
         "logs/train_model/{experiment}.log",
     benchmark:
-        "benchmarks/train_model/{experiment}.tsv"
+        layout.TRAINING["model"]["benchmark"]
 
 
 rule merge_adapter:
     input:
         adapter=rules.train_adapter.output.adapter,
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
     output:
-        model=directory("results/merged/{experiment}/model"),
+        model=directory(layout.MERGED_MODEL),
         export_yaml="results/merged/{experiment}/export_config.yaml",
-        check="results/merged/{experiment}/merge_check.json",
+        check=layout.MERGE_CHECK,
     log:
         "logs/merge_adapter/{experiment}.log",
     benchmark:
@@ -95,10 +95,10 @@ rule merge_adapter:
     resources:
         **gpu_resources(),
     params:
-        train=lambda wc: train_config(wc.experiment),
-        template=config["template"],
-        prompts=config["merge"]["check_prompts"],
-        atol=config["merge"]["atol"],
-        rtol=config["merge"]["rtol"],
+        train=lambda wc: PLAN.sft(wc.experiment).train,
+        template=PLAN.template,
+        prompts=PLAN.merge["check_prompts"],
+        atol=PLAN.merge["atol"],
+        rtol=PLAN.merge["rtol"],
     script:
         "../workflow_scripts/merge_adapter.py"

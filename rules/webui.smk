@@ -5,7 +5,7 @@
 rule webui:
     input:
         dataset_info=rules.register_dataset.output[0],
-        base=BASE_MANIFEST,
+        base=PLAN.base_manifest,
     output:
         "results/webui/launch.json",
     log:
@@ -15,6 +15,6 @@ rule webui:
         "../envs/train.yaml"
     threads: 1
     params:
-        template=config["template"],
+        template=PLAN.template,
     script:
         "../workflow_scripts/webui.py"

@@ -122,8 +122,8 @@ def test_fetch_hf_model_from_a_local_cache_offline(tmp_path, scratch_dir):
     work = make_workdir(tmp_path / "work", cfg)
     token = "hf_TESTSECRET_never_in_results_1234"
     env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HF_TOKEN": token}
-    snakemake(work, "results/base_model/manifest.json", env=env)
-    manifest = json.loads((work / "results/base_model/manifest.json").read_text())
+    snakemake(work, "results/base_model/hf/manifest.json", env=env)
+    manifest = json.loads((work / "results/base_model/hf/manifest.json").read_text())
     assert manifest["source"] == "hf" and manifest["repo_id"] == repo_id and manifest["commit"] == commit
     assert (work / manifest["path"] / "config.json").exists()
     for path in [*(work / "results").rglob("*"), *(work / "logs").rglob("*")]:
@@ -136,7 +136,7 @@ def test_fetch_of_a_model_missing_from_the_cache_says_so(tmp_path):
     cfg["base_model"]["repo_id"] = "nobody/not-cached"
     work = make_workdir(tmp_path / "work", cfg)
     env = {"HF_HOME": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"}
-    proc = snakemake(work, "results/base_model/manifest.json", env=env, check=False)
+    proc = snakemake(work, "results/base_model/hf/manifest.json", env=env, check=False)
     assert proc.returncode != 0
     log = (work / "logs/base_model/fetch_hf_model.log").read_text()
     assert "'nobody/not-cached'" in log and "not in the local cache" in log

@@ -9,11 +9,11 @@ import pytest
 import yaml
 from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
-from conch.server.settings import with_serve_settings
 from conch.workflow.config import problems
+from conch.workflow.plan import load_schema
 
 # As the workflow loads it: with the serve settings' part, which ServeSettings defines.
-SCHEMA = with_serve_settings(yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8")))
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
 
 def with_change(path: str, value):

@@ -12,10 +12,10 @@ from conftest import REPO
 
 from conch.data import Settings
 from conch.preference.prepare import TEST_FRACTION
-from conch.server.settings import with_serve_settings
+from conch.workflow.plan import load_schema
 
 # As the workflow loads it: with the serve settings' part, which ServeSettings defines.
-SCHEMA = with_serve_settings(yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8")))
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 CONFIG_TEXT = (REPO / "config" / "config.yaml").read_text(encoding="utf-8")
 README = (REPO / "config" / "README.md").read_text(encoding="utf-8")
 NO_DEFAULT = object()

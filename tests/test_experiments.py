@@ -12,12 +12,12 @@ import pytest
 import yaml
 from conftest import GRID, GRID_WINNER, REPO, default_config, grid_config, make_workdir, planned_jobs
 
-from conch.server.settings import with_serve_settings
 from conch.workflow.config import problems
 from conch.workflow.experiments import all_experiments, expand_grid, metric_value, select, selection_mode
+from conch.workflow.plan import load_schema
 
 # As the workflow loads it: with the serve settings' part, which ServeSettings defines.
-SCHEMA = with_serve_settings(yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8")))
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 GRID_NAMES = {"lr1e-5_ep1", "lr1e-5_ep2", "lr5e-3_ep1", "lr5e-3_ep2"}
 
 
@@ -146,7 +146,7 @@ def test_grid_run_trains_four_adapters_and_reuses_shared_stages(grid_run, tiny_r
         args = yaml.safe_load((adapters / name / "train_config.yaml").read_text())
         assert {k: args[k] for k in GRID} == expand_grid(GRID)[name]
         assert (adapters / name / "adapter_model.safetensors").stat().st_size > 0
-    for shared in ("results/base_model/manifest.json", "results/data/magic_conch/train.jsonl"):
+    for shared in ("results/base_model/scratch/manifest.json", "results/data/magic_conch/train.jsonl"):
         assert (grid_run / shared).stat().st_mtime == (tiny_run / shared).stat().st_mtime, shared
 
 

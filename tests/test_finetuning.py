@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake, tiny_config
 
-from conch.workflow.config import drop_train_nulls, problems
+from conch.workflow.config import problems
+from conch.workflow.layering import without_train_nulls
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 EXAMPLE = yaml.safe_load((REPO / "config" / "full.yaml").read_text(encoding="utf-8"))
@@ -34,7 +35,7 @@ def nulls_config() -> dict:
 def test_a_training_key_set_to_null_is_dropped_whatever_its_type(tmp_path):
     cfg = nulls_config()
     assert problems(cfg, SCHEMA) == []
-    dropped = drop_train_nulls(copy.deepcopy(cfg))
+    dropped = without_train_nulls(cfg)
     assert not {"lora_rank", "finetuning_type", "learning_rate"} & set(dropped["train"])
     assert "lora_rank" not in dropped["preference"]["train"]
     # Experiments keep theirs: there a null removes the key from that experiment alone.
@@ -153,7 +154,7 @@ def test_full_and_freeze_train_the_model_itself_and_nothing_merges_it(finetuning
     # freeze trained the last layer (and the embeddings), not the first: its weights are the base's.
     from safetensors.torch import load_file
 
-    base = load_file(finetuning_run / "results/base_model/scratch/model.safetensors")
+    base = load_file(finetuning_run / "results/base_model/scratch/model/model.safetensors")
     frozen = load_file(finetuning_run / "results/trained/freeze/model/model.safetensors")
     full = load_file(finetuning_run / "results/trained/full/model/model.safetensors")
     first = "model.layers.0.mlp.up_proj.weight"

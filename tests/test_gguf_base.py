@@ -139,11 +139,11 @@ def test_gguf_base_is_dequantized_once_and_rebuilt_on_new_weights(gguf_file, tmp
     work = make_workdir(tmp_path / "work", gguf_config("models/tiny.gguf"))
     (work / "models").mkdir()
     shutil.copy2(gguf_file, work / "models" / "tiny.gguf")
-    snakemake(work, "results/base_model/manifest.json")
-    manifest = json.loads((work / "results/base_model/manifest.json").read_text())
-    assert manifest["source"] == "gguf" and manifest["path"] == "results/base_model/model"
+    snakemake(work, "results/base_model/gguf/manifest.json")
+    manifest = json.loads((work / "results/base_model/gguf/manifest.json").read_text())
+    assert manifest["source"] == "gguf" and manifest["path"] == "results/base_model/gguf/model"
     assert manifest["sha256"] == file_sha256(gguf_file) and manifest["architecture"] == "qwen2"
-    assert "dequantize_gguf" not in planned_jobs(work, "results/base_model/manifest.json")
+    assert "dequantize_gguf" not in planned_jobs(work, "results/base_model/gguf/manifest.json")
 
     replace_weights_with_older_timestamp(work / "models" / "tiny.gguf")
     jobs = planned_jobs(work, "results/data/magic_conch/token_lengths.json")
@@ -156,13 +156,13 @@ def test_local_base_is_rebuilt_on_new_weights(scratch_dir, tmp_path):
     cfg["base_model"] = {"source": "local", "path": "models/scratch"}
     work = make_workdir(tmp_path / "work", cfg)
     shutil.copytree(scratch_dir, work / "models" / "scratch")
-    snakemake(work, "results/base_model/manifest.json")
-    manifest = json.loads((work / "results/base_model/manifest.json").read_text())
+    snakemake(work, "results/base_model/local/manifest.json")
+    manifest = json.loads((work / "results/base_model/local/manifest.json").read_text())
     assert set(manifest["weights_sha256"]) == {"model.safetensors"}
-    assert planned_jobs(work, "results/base_model/manifest.json") == {}
+    assert planned_jobs(work, "results/base_model/local/manifest.json") == {}
 
     replace_weights_with_older_timestamp(work / "models" / "scratch" / "model.safetensors")
-    assert planned_jobs(work, "results/base_model/manifest.json").get("use_local_model") == 1
+    assert planned_jobs(work, "results/base_model/local/manifest.json").get("use_local_model") == 1
 
 
 def test_gguf_config_plans_the_whole_dag(gguf_file, tmp_path):

@@ -196,10 +196,10 @@ def test_kto_and_orpo_on_the_sft_adapter_use_it_as_reference(preference_run, tmp
     for method in ("kto", "dpo"):
         args = yaml.safe_load((workdir / f"results/{method}/default/adapter/train_config.yaml").read_text())
         assert args["stage"] == method
-        assert args["model_name_or_path"] == args["ref_model"] == "results/base_model/scratch"
+        assert args["model_name_or_path"] == args["ref_model"] == "results/base_model/scratch/model"
         assert args["adapter_name_or_path"] == args["ref_model_adapters"] == "results/adapters/default"
         export = yaml.safe_load((workdir / f"results/{method}/default/export_config.yaml").read_text())
-        assert export["model_name_or_path"] == "results/base_model/scratch"
+        assert export["model_name_or_path"] == "results/base_model/scratch/model"
     args = yaml.safe_load((workdir / "results/kto/default/adapter/train_config.yaml").read_text())
     assert (
         args["dataset"] == "magic_conch_pref_kto_train" and args["eval_dataset"] == "magic_conch_pref_kto_val"

@@ -53,7 +53,7 @@ def read(run, path):
 def test_base_model_is_the_dequantized_gguf(smollm2_run):
     from conch.model.wheel_models import MODELS
 
-    manifest = read(smollm2_run, "results/base_model/manifest.json")
+    manifest = read(smollm2_run, "results/base_model/gguf/manifest.json")
     assert manifest["source"] == "gguf" and manifest["sha256"] == MODELS["smollm2"].sha256
     assert manifest["architecture"] == "llama" and manifest["parameters"] > 100_000_000
     assert "eos_token: '<|im_start|>' -> '<|im_end|>'" in manifest["tokenizer_repairs"]
@@ -72,7 +72,7 @@ def test_merge_check_holds_and_catches_a_module_left_out(smollm2_run):
     merged_dir = smollm2_run / "results/merged/default/model"
     unmerged = prompt_logits(
         *load(
-            str(smollm2_run / "results/base_model/model"),
+            str(smollm2_run / "results/base_model/gguf/model"),
             str(smollm2_run / "results/adapters/default"),
             dtype=torch.float32,
         ),
@@ -80,7 +80,7 @@ def test_merge_check_holds_and_catches_a_module_left_out(smollm2_run):
     )
     model, tokenizer = load(str(merged_dir), dtype=torch.float32)
     name = "model.layers.15.mlp.down_proj.weight"  # as if the merge had skipped this module's LoRA delta
-    base_weights = load_file(smollm2_run / "results/base_model/model/model.safetensors")
+    base_weights = load_file(smollm2_run / "results/base_model/gguf/model/model.safetensors")
     assert not torch.equal(model.get_parameter(name).data, base_weights[name])
     model.get_parameter(name).data.copy_(base_weights[name])
     result = compare(

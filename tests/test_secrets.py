@@ -50,8 +50,8 @@ def test_fetch_keeps_the_token_and_a_mirror_login_out(tmp_path, scratch_dir):  #
     }
     cfg = yaml.safe_load((REPO / "config/deepseek-r1-distill-qwen-1.5b.yaml").read_text(encoding="utf-8"))
     work = make_workdir(tmp_path / "work", cfg)
-    snakemake(work, "results/base_model/manifest.json", env=env)
-    manifest = json.loads((work / "results/base_model/manifest.json").read_text())
+    snakemake(work, "results/base_model/hf/manifest.json", env=env)
+    manifest = json.loads((work / "results/base_model/hf/manifest.json").read_text())
     assert manifest["endpoint"] == "http://<credentials>@127.0.0.1:9"
     assert files_holding(work, token, password) == []
 

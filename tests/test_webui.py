@@ -114,7 +114,7 @@ def test_it_opens_on_the_base_model_and_lists_the_registered_splits(webui):
     # ...whose path and chat template it then fills in.
     model_path, template = page.events["get_model_info"][1]["outputs"]
     filled = page.call("get_model_info", ["conch-base"])
-    assert filled[model_path] == str(webui.workdir / "results/base_model/scratch")
+    assert filled[model_path] == str(webui.workdir / "results/base_model/scratch/model")
     assert filled[template] == tiny_config()["template"]
     # Focusing the dataset list lists what the default data dir holds for the default stage (SFT).
     _, listing = page.events["list_datasets"]

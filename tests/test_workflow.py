@@ -40,7 +40,7 @@ def test_adapter_loads_with_peft_and_merged_model_generates(tiny_run):
 
     from conch.model.modeling import generate, render
 
-    base_path = json.loads((tiny_run / "results/base_model/manifest.json").read_text())["path"]
+    base_path = json.loads((tiny_run / "results/base_model/scratch/manifest.json").read_text())["path"]
     base = AutoModelForCausalLM.from_pretrained(tiny_run / base_path)
     peft_model = PeftModel.from_pretrained(base, tiny_run / "results/adapters" / EXP)
     assert any("lora_A" in name for name, _ in peft_model.named_parameters())

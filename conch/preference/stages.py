@@ -49,13 +49,8 @@ PPO_DEFAULTS = {
 }
 
 
-# The keys of `train` that shape PPO's policy adapter and prompt length; only these reach the PPO rule,
-# so tuning DPO's learning rate does not rerun PPO.
+# The keys of `train` that shape PPO's policy adapter and prompt length (conch.workflow.layering.ppo_lora).
 PPO_LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "cutoff_len")
-
-
-def ppo_lora_settings(train: dict) -> dict:
-    return {key: train[key] for key in PPO_LORA_KEYS if key in train}
 
 
 def stage_args(

@@ -25,9 +25,6 @@ rag_index, ...); a command-line flag overrides the file's value.
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -228,12 +225,3 @@ def with_serve_settings(schema: dict) -> dict:
         raise ValueError(f"config/schema.yaml restates serve settings ServeSettings defines: {sorted(twice)}")
     serve["properties"] = {**serve_config_schema(), **serve.get("properties", {})}
     return schema
-
-
-@contextlib.contextmanager
-def schema_file(schema: dict) -> Iterator[str]:
-    """A merged schema as a file, while the block runs: snakemake.utils.validate (9.x) takes a path only."""
-    with tempfile.TemporaryDirectory(prefix="conch-schema-") as tmp:
-        path = Path(tmp) / "schema.yaml"
-        path.write_text(yaml.safe_dump(schema, sort_keys=False), encoding="utf-8")
-        yield str(path)

@@ -7,7 +7,6 @@ JSON schema does the typing; this module turns its errors into messages a person
 
 from __future__ import annotations
 
-import copy
 import difflib
 from collections.abc import Iterator
 
@@ -17,48 +16,7 @@ from conch.errors import ConfigError, did_you_mean
 from conch.preference.checks import problems as preference_problems
 from conch.training.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
 from conch.workflow.experiments import all_experiments
-
-
-def without_nulls(block):
-    """A block of training keys with every key set to null dropped: a config layered over another removes a
-    default that way (LLaMA-Factory then uses its own). Anything else is returned as it is."""
-    if not isinstance(block, dict):
-        return block
-    return {key: value for key, value in block.items() if value is not None}
-
-
-def _stage_holders(config: dict) -> dict[str, dict]:
-    """{"train": the `preference` block, "reward_model": `preference.reward_model`}: the dicts that hold a
-    preference stage's `train` block, where the config has one."""
-    pref = config.get("preference") if isinstance(config.get("preference"), dict) else {}
-    rm = pref.get("reward_model") if isinstance(pref.get("reward_model"), dict) else {}
-    return {
-        name: h for name, h in (("train", pref), ("reward_model", rm)) if isinstance(h.get("train"), dict)
-    }
-
-
-def stage_nulls(config: dict) -> dict[str, dict]:
-    """{"train": {key: None}, "reward_model": {key: None}}: the keys a preference stage's block sets to null.
-
-    Read before drop_train_nulls removes them: layered over the experiment's keys (train_config in
-    rules/common.smk), such a null removes the experiment's key for that stage."""
-    holders = _stage_holders(config)
-    return {
-        name: {k: None for k, v in holders[name]["train"].items() if v is None} if name in holders else {}
-        for name in ("train", "reward_model")
-    }
-
-
-def drop_train_nulls(config: dict) -> dict:
-    """Drop null keys from the training blocks (`train`, `preference.train`, `preference.reward_model.train`)
-    in place, before the schema check and its defaults. Experiments and grid points keep theirs: there a
-    null removes the key from that experiment only (train_config in rules/common.smk); a preference block's
-    nulls are kept aside by stage_nulls."""
-    if isinstance(config.get("train"), dict):
-        config["train"] = without_nulls(config["train"])
-    for holder in _stage_holders(config).values():
-        holder["train"] = without_nulls(holder["train"])
-    return config
+from conch.workflow.layering import layer, without_train_nulls
 
 
 def _key(path) -> str:
@@ -110,7 +68,7 @@ def _grid_problems(config: dict, train_schema: dict) -> list[str]:
                 f"config key grid.{key}: not a LLaMA-Factory training argument{did_you_mean(key, known)}"
             )
         for i, value in enumerate(values if isinstance(values, list) else ()):
-            merged = without_nulls({**(config.get("train") or {}), key: value})
+            merged = layer(config.get("train"), {key: value})
             for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
                 if list(error.absolute_path)[:1] == [key]:
                     found.append(f"config key grid.{key}[{i}]: {error.message}{_number_hint(error)}")
@@ -146,7 +104,7 @@ def _finetuning_problems(config: dict, default_experiments) -> list[str]:
     pref = config.get("preference") if isinstance(config.get("preference"), dict) else {}
     found = []
     for name, overrides in experiments.items():
-        train = without_nulls({**(config.get("train") or {}), **(overrides or {})})
+        train = layer(config.get("train"), overrides)
         kind = train.get("finetuning_type", "lora")
         on_cpu = not (config.get("compute") or {}).get("gpus")
         qlora = kind == "lora" and train.get("quantization_bit") is not None
@@ -190,7 +148,7 @@ def _unknown_train_keys(config: dict) -> list[str]:
 
 
 def problems(config: dict, schema: dict) -> list[str]:
-    config = drop_train_nulls(copy.deepcopy(config))
+    config = without_train_nulls(config)
     found = [*_unknown_keys(config, schema), *_schema_errors(config, schema)]
     for key in sorted(RESERVED_TRAIN_KEYS & set(config.get("train") or {})):
         found.append(f"config key train.{key}: set by the workflow from the DAG; remove it from config")
@@ -200,7 +158,7 @@ def problems(config: dict, schema: dict) -> list[str]:
             continue  # the schema check above already names it
         for key in sorted(RESERVED_TRAIN_KEYS & set(overrides)):
             found.append(f"config key experiments.{name}.{key}: set by the workflow; remove it")
-        merged = without_nulls({**(config.get("train") or {}), **overrides})
+        merged = layer(config.get("train"), overrides)
         for error in jsonschema.Draft202012Validator(train_schema).iter_errors(merged):
             if set(error.absolute_path) & set(overrides):
                 found.append(f"config key experiments.{name}.{_key(error.absolute_path)}: {error.message}")
