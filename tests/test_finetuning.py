@@ -13,8 +13,9 @@ from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
 from conch.workflow.config import problems
 from conch.workflow.layering import without_train_nulls
+from conch.workflow.plan import load_schema
 
-SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 EXAMPLE = yaml.safe_load((REPO / "config" / "full.yaml").read_text(encoding="utf-8"))
 
 

@@ -12,14 +12,14 @@ import re
 
 import httpx
 import pytest
-import yaml
 from conftest import REPO, default_config, make_workdir, snakemake
 from test_server_support import main_server, tiny_model
 
 from conch.workflow.config import problems
 from conch.workflow.experiments import all_experiments
+from conch.workflow.plan import load_schema
 
-SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 NAME = re.compile(SCHEMA["properties"]["dataset"]["pattern"])
 TRAVERSALS = [
     "../evil",

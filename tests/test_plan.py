@@ -16,8 +16,9 @@ from conch.preference.stages import PPO_DEFAULTS, stage_args
 from conch.training import lf
 from conch.workflow import plan as conch_plan
 from conch.workflow.layering import layer
+from conch.workflow.plan import load_schema
 
-SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 PAIRS = {"raw": ["data/raw/magic_conch_pref.jsonl"]}
 
 

@@ -12,8 +12,9 @@ from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 from conch.preference.stages import merge_base, stage_args
 from conch.training.lf import prepare_output_dir
 from conch.workflow.config import problems
+from conch.workflow.plan import load_schema
 
-SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
 
 def layered(*files: str) -> dict:
