@@ -62,7 +62,7 @@ def run(input, output, params, log, wildcards, resources, config):
             "base": base_sum,
             "tuned": tuned_sum,
         }
-        write_tsv(output.retention, retention_rows(questions, retained["base"], retained["tuned"]))
+        write_tsv(output.retention, R.answer_rows(questions, retained["base"], retained["tuned"]))
     else:
         Path(output.retention).write_text("retention evaluation off (eval.retention: null)\n")
     Path(output.metrics).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
@@ -121,20 +121,3 @@ def evaluate_model(path, contexts, references, reference_answers, questions, p, 
     correct = R.score(questions, said)
     result["retention"] = R.summary(questions, correct)["score"]
     return result, scored, thinking, (said, correct)
-
-
-def retention_rows(questions: list[dict], base: tuple, tuned: tuple) -> list[dict]:
-    """One row per retention question: its references, and each model's answer and whether it was right;
-    `base` and `tuned` are (answers, correct flags)."""
-    return [
-        {
-            "id": q["id"],
-            "question": q["question"],
-            "references": " | ".join(q["answers"]),
-            "base": b,
-            "base_correct": int(bc),
-            "tuned": t,
-            "tuned_correct": int(tc),
-        }
-        for q, b, bc, t, tc in zip(questions, *base, *tuned, strict=True)
-    ]
