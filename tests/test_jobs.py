@@ -1,5 +1,6 @@
 """Workflow scripts are thin: run_job hands a run() the job parts it names; a JobFailed ends the job with its
-message and exit status 1, anything else keeps its traceback. The cheap run()s and helpers, without Snakemake."""
+message and exit status 1, anything else keeps its traceback. The cheap run()s and helpers, without
+Snakemake."""
 
 from __future__ import annotations
 

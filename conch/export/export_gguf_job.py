@@ -1,6 +1,6 @@
-"""Rule export_gguf: the merged model converted to GGUF (one file per type), each file proven against the merged
-model, and the Ollama Modelfile. Files are written under a `.partial` name and renamed only once every type
-has passed, so a failed or crashed job never leaves a .gguf that looks finished."""
+"""Rule export_gguf: the merged model converted to GGUF (one file per type), each file proven against the
+merged model, and the Ollama Modelfile. Files are written under a `.partial` name and renamed only once
+every type has passed, so a failed or crashed job never leaves a .gguf that looks finished."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Rule fetch_hf_model: the base model from the Hugging Face hub (or its local cache), its exact commit recorded."""
+"""Rule fetch_hf_model: the base model from the Hugging Face hub (or its local cache), its exact commit
+recorded."""
 
 from conch.errors import ConchError, JobFailed
 from conch.model.hub import fetch, redact, write_manifest

@@ -1,5 +1,5 @@
-"""Rule convert_reward_model: LLaMA-Factory's reward model (LoRA adapter + value head) -> a sequence-classification
-model, proven equal.
+"""Rule convert_reward_model: LLaMA-Factory's reward model (LoRA adapter + value head) -> a
+sequence-classification model, proven equal.
 
 The proof: LLaMA-Factory's own `do_predict` scores the held-out pairs with the adapter it trained, and the
 converted model must give the same chosen and rejected scores (LLaMA-Factory rounds them to 2 decimals).

@@ -1,4 +1,5 @@
-"""Rule merge_preference: a dpo/kto adapter merged with `llamafactory-cli export` into the model it was trained on."""
+"""Rule merge_preference: a dpo/kto adapter merged with `llamafactory-cli export` into the model it was
+trained on."""
 
 from pathlib import Path
 

@@ -1,5 +1,5 @@
-"""Rule train_ppo: PPO with TRL's PPOTrainer, the SFT model, a new LoRA adapter, the reward model's scores on its
-answers."""
+"""Rule train_ppo: PPO with TRL's PPOTrainer, the SFT model, a new LoRA adapter, the reward model's scores on
+its answers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Rules train_preference (dpo, kto) and train_reward_model (rm): `llamafactory-cli train` on a YAML written from
-config and kept beside the adapter."""
+"""Rules train_preference (dpo, kto) and train_reward_model (rm): `llamafactory-cli train` on a YAML written
+from config and kept beside the adapter."""
 
 from pathlib import Path
 

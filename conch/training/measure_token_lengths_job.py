@@ -1,5 +1,5 @@
-"""Rule measure_token_lengths: the token length of every train and val record, rendered by the base model's chat
-template.
+"""Rule measure_token_lengths: the token length of every train and val record, rendered by the base model's
+chat template.
 
 Once per dataset, not once per experiment: train_adapter compares these with its cutoff_len (LLaMA-Factory
 truncates longer records silently), and the summary helps choose cutoff_len.

@@ -1,6 +1,6 @@
-"""Rule merge_adapter: the adapter merged with `llamafactory-cli export`, then the merge proven: merged logits ==
-base+adapter logits within a tolerance scaled to the logits and the stored dtype, and the same greedy tokens
-(conch/training/merge_check.py)."""
+"""Rule merge_adapter: the adapter merged with `llamafactory-cli export`, then the merge proven: merged logits
+== base+adapter logits within a tolerance scaled to the logits and the stored dtype, and the same greedy
+tokens (conch/training/merge_check.py)."""
 
 from __future__ import annotations
 

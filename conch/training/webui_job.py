@@ -1,5 +1,5 @@
-"""Rule webui: what `make webui` opens LLaMA-Factory's web UI on, the registered splits, the base model and its
-template (conch/training/webui.py)."""
+"""Rule webui: what `make webui` opens LLaMA-Factory's web UI on, the registered splits, the base model and
+its template (conch/training/webui.py)."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""How a workflow script runs its job: `run_job(run, snakemake)`, the whole of every script in workflow_scripts/.
+"""How a workflow script runs its job: `run_job(run, snakemake)`, the whole of every script in
+workflow_scripts/.
 
 Each `run()` lives beside the code of its stage and names, as its parameters, the parts of the Snakemake
 job it reads (`input`, `output`, `params`, `log`, ...); anything with those attributes stands in for

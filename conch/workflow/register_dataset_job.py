@@ -1,4 +1,5 @@
-"""Rule register_dataset: the prepared splits registered with LLaMA-Factory (dataset_info.json beside them)."""
+"""Rule register_dataset: the prepared splits registered with LLaMA-Factory (dataset_info.json beside
+them)."""
 
 from pathlib import Path
 
