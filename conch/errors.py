@@ -1,8 +1,6 @@
 """Errors a user can act on: each names the file, line or key at fault and why."""
 
-import contextlib
 import difflib
-import sys
 
 
 class ConchError(Exception):
@@ -17,18 +15,13 @@ class ConfigError(ConchError):
     """A config value is missing, mistyped or out of range."""
 
 
+class JobFailed(ConchError):
+    """A workflow job cannot finish: its message, as is, is all the user sees (conch.workflow.job.run_job
+    writes it to stderr and the job's log and exits with status 1). Anything else a job raises is a bug and
+    keeps its traceback."""
+
+
 def did_you_mean(word: object, choices, otherwise: str = "") -> str:
     """ "; did you mean 'x'?" for the closest of `choices` to a misspelt name, else `otherwise`."""
     close = difflib.get_close_matches(str(word), sorted(choices), n=1)
     return f"; did you mean '{close[0]}'?" if close else otherwise
-
-
-@contextlib.contextmanager
-def reported(step: str, log):
-    """A ConchError ends a rule's job with its message in the log and on stderr, and no traceback."""
-    try:
-        yield
-    except ConchError as err:
-        log.write(f"{step} failed: {err}\n")
-        print(f"{step} failed: {err}", file=sys.stderr)
-        sys.exit(1)

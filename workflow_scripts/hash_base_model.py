@@ -1,13 +1,6 @@
-"""sha256 of the base model's weight files, computed once and shared by every experiment's run manifest."""
+"""Rule hash_base_model: the work is run() in conch/workflow/hash_base_model_job.py."""
 
-import json
-from pathlib import Path
+from conch.workflow.hash_base_model_job import run
+from conch.workflow.job import run_job
 
-from conch.model.hub import base_model_path
-from conch.workflow.provenance import weights_sha256
-
-path = base_model_path(snakemake.input.base)
-hashes = {"path": path, **weights_sha256(path)}
-Path(snakemake.output[0]).write_text(json.dumps(hashes, indent=2) + "\n", encoding="utf-8")
-with open(snakemake.log[0], "w", encoding="utf-8") as log:
-    log.write(f"{path}: {len(hashes['files'])} weight file(s), sha256 {hashes['sha256']}\n")
+run_job(run, snakemake)

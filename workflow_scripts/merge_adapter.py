@@ -1,54 +1,6 @@
-"""Merge the adapter with `llamafactory-cli export`, then prove the merge: merged logits == base+adapter logits
-within a tolerance scaled to the logits and the stored dtype, and the same greedy tokens (conch/training/merge_check.py)."""
+"""Rule merge_adapter: the work is run() in conch/training/merge_adapter_job.py."""
 
-import json
-import sys
-from pathlib import Path
+from conch.training.merge_adapter_job import run
+from conch.workflow.job import run_job
 
-import torch
-
-from conch.model.hub import base_model_path
-from conch.model.modeling import load
-from conch.training import lf
-from conch.training.merge_check import compare, prompt_logits, stored_dtype
-from conch.workflow.progress import Progress
-
-p = snakemake.params
-base = base_model_path(snakemake.input.base)
-adapter = str(Path(snakemake.input.adapter).parent)
-args = lf.export_args(
-    base_model=base,
-    adapter=adapter,
-    template=p.template,
-    export_dir=snakemake.output.model,
-    train=p.train,
-)
-lf.write_yaml(args, snakemake.output.export_yaml)
-open(snakemake.log[0], "w").close()
-progress = Progress(f"merge_adapter {snakemake.wildcards.experiment}", total=3, unit="stage")
-progress.update(0, note="llamafactory-cli export")
-lf.run("export", snakemake.output.export_yaml, snakemake.log[0])
-
-progress.update(1, note="merged model logits")
-merged = prompt_logits(*load(snakemake.output.model, dtype=torch.float32), p.prompts)
-progress.update(2, note="base + adapter logits")
-unmerged = prompt_logits(*load(base, adapter=adapter, dtype=torch.float32), p.prompts)
-dtype = stored_dtype(snakemake.output.model)
-rtol = p.rtol.get(dtype, max(p.rtol.values()))
-result = compare(merged, unmerged, atol=p.atol, rtol=rtol)
-progress.close(note="checked")
-check = {"check_prompts": p.prompts, "stored_dtype": dtype, "atol": p.atol, "rtol": rtol, **result}
-Path(snakemake.output.check).write_text(json.dumps(check, indent=2, ensure_ascii=False) + "\n")
-summary = (
-    f"merge check: max |logit diff| {result['max_abs_logit_diff']:.3g} against tolerance "
-    f"{result['max_tolerance_used']:.3g} (atol {p.atol} + rtol {rtol} x logit scale, {dtype}); "
-    f"greedy agreement {result['greedy_agreement']:.3f}"
-)
-with open(snakemake.log[0], "a", encoding="utf-8") as log:
-    log.write(summary + "\n")
-if not check["passed"]:
-    Path(snakemake.output.check).with_suffix(".failed.json").write_text(
-        Path(snakemake.output.check).read_text()
-    )
-    Path(snakemake.output.check).unlink()
-    sys.exit(f"merge_adapter: the merged model is not base + adapter: {summary}")
+run_job(run, snakemake)

@@ -1,25 +1,6 @@
-"""Merge a dpo/kto adapter with `llamafactory-cli export` into the model it was trained on."""
+"""Rule merge_preference: the work is run() in conch/preference/pref_merge_job.py."""
 
-from pathlib import Path
+from conch.preference.pref_merge_job import run
+from conch.workflow.job import run_job
 
-from conch.model.hub import base_model_path
-from conch.preference.stages import merge_base
-from conch.training import lf
-
-p = snakemake.params
-base = merge_base(
-    snakemake.wildcards.method,
-    p.start_from,
-    sft_model=snakemake.input.sft_model,
-    base_model=base_model_path(snakemake.input.base),
-)
-args = lf.export_args(
-    base_model=base,
-    adapter=str(Path(snakemake.input.adapter).parent),
-    template=p.template,
-    export_dir=snakemake.output.model,
-    train=p.train,
-)
-lf.write_yaml(args, snakemake.output.export_yaml)
-open(snakemake.log[0], "w").close()
-lf.run("export", snakemake.output.export_yaml, snakemake.log[0])
+run_job(run, snakemake)

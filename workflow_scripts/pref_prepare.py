@@ -1,18 +1,6 @@
-"""Rule prepare_preference: raw pair/KTO files -> splits, rejects, stats and dataset_info.json."""
+"""Rule prepare_preference: the work is run() in conch/preference/pref_prepare_job.py."""
 
-from pathlib import Path
+from conch.preference.pref_prepare_job import run
+from conch.workflow.job import run_job
 
-from conch.data import as_paths, settings_of
-from conch.errors import reported
-from conch.preference.prepare import prepare_preference
-
-out_dir = Path(snakemake.output.stats).parent
-with open(snakemake.log[0], "w", encoding="utf-8") as log:
-    with reported("prepare_preference", log):
-        result = prepare_preference(as_paths(snakemake.input.raw), **settings_of(snakemake.params))
-    result.write(out_dir, snakemake.params.dataset)
-    s = result.stats
-    log.write(
-        f"prepare_preference: read {s['read']}, kept {s['kept']}, pairs per split {s['splits']}, "
-        f"KTO per split {s['kto_splits']}, rejected {s['rejected']} {s['rejected_by_reason']} -> {out_dir}\n"
-    )
+run_job(run, snakemake)

@@ -1,38 +1,6 @@
-"""Chunks -> results/rag/index (FAISS + BM25 + chunk store + the served model's tokenizer), embeddings cached."""
+"""Rule rag_index: the work is run() in conch/rag/rag_index_job.py."""
 
-import json
-from pathlib import Path
+from conch.rag.rag_index_job import run
+from conch.workflow.job import run_job
 
-from conch.model.hub import base_model_path
-from conch.rag.chunk import load_tokenizer
-from conch.rag.embed import Embedder, EmbeddingCache
-from conch.rag.index import build_index
-from conch.workflow.files import read_jsonl
-
-p = snakemake.params
-out = Path(snakemake.output.index)
-model_dir = base_model_path(snakemake.input.base)
-# The index carries the tokenizer it was chunked with, so a server can count prompt tokens from it alone.
-tokenizer = load_tokenizer(model_dir)
-tokenizer.save_pretrained(out / "tokenizer")
-model_config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-context = model_config.get("max_position_embeddings") or tokenizer.model_max_length
-
-cache = EmbeddingCache(p.cache)
-meta = build_index(
-    read_jsonl(snakemake.input.chunks),
-    out,
-    embedder=Embedder(p.embedding_model, batch_size=p.batch_size),
-    cache=cache,
-    tokenizer_path="tokenizer",
-    max_context_tokens=context,
-    retrieval=dict(p.retrieval),
-    vector_index=p.vector_index,
-)
-cache.close()
-with open(snakemake.log[0], "w", encoding="utf-8") as log:
-    build = meta["build"]
-    log.write(
-        f"{meta['n_chunks']} chunk(s) from {meta['n_docs']} document(s); embedded {build['embedded']} "
-        f"with {meta['embedding_model']}, {build['from_cache']} from the cache {p.cache}\n"
-    )
+run_job(run, snakemake)

@@ -1,10 +1,6 @@
-"""Register the prepared splits with LLaMA-Factory (dataset_info.json beside them)."""
+"""Rule register_dataset: the work is run() in conch/workflow/register_dataset_job.py."""
 
-from pathlib import Path
+from conch.workflow.job import run_job
+from conch.workflow.register_dataset_job import run
 
-from conch.workflow.registry import write_dataset_info
-
-splits = {Path(p).stem: p for p in snakemake.input.splits}
-info = write_dataset_info(snakemake.params.dataset, splits, snakemake.output[0])
-with open(snakemake.log[0], "w", encoding="utf-8") as log:
-    log.write(f"registered {', '.join(info)} in {snakemake.output[0]}\n")
+run_job(run, snakemake)

@@ -1,10 +1,6 @@
-"""Record a local model directory as the base model."""
+"""Rule use_local_model: the work is run() in conch/model/use_local_model_job.py."""
 
-from conch.errors import reported
-from conch.model.hub import local, write_manifest
+from conch.model.use_local_model_job import run
+from conch.workflow.job import run_job
 
-with open(snakemake.log[0], "w", encoding="utf-8") as log:
-    with reported("use_local_model", log):
-        manifest = local(snakemake.params.path)
-    write_manifest(manifest, snakemake.output.manifest)
-    log.write(f"using local model {manifest['path']}\n")
+run_job(run, snakemake)

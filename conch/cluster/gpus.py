@@ -184,8 +184,13 @@ def assign(
 
 def assign_for_job(snakemake) -> Lease | None:
     """assign() for the job a Snakemake `script:` runs: its `gpu` resource and config's compute.devices."""
-    n = int(getattr(snakemake.resources, "gpu", 0) or 0)
-    devices = (snakemake.config.get("compute") or {}).get("devices")
+    return assign_for(snakemake.resources, snakemake.config)
+
+
+def assign_for(resources, config: dict) -> Lease | None:
+    """assign() for a job's `resources` (its `gpu` count) and the workflow config (compute.devices)."""
+    n = int(getattr(resources, "gpu", 0) or 0)
+    devices = (config.get("compute") or {}).get("devices")
     return assign(
         n, devices, log=lambda msg: print(f"conch.cluster.gpus: {msg}", file=sys.stderr, flush=True)
     )

@@ -134,3 +134,20 @@ def kept_answers(base_correct: list[bool], tuned_correct: list[bool]) -> float |
     """Share of the questions the base model answered that the tuned model still answers."""
     known = [tuned for base, tuned in zip(base_correct, tuned_correct, strict=True) if base]
     return round(sum(known) / len(known), 3) if known else None
+
+
+def answer_rows(questions: list[dict], base: tuple, tuned: tuple) -> list[dict]:
+    """One row per retention question: its references, and each model's answer and whether it was right;
+    `base` and `tuned` are (answers, correct flags)."""
+    return [
+        {
+            "id": q["id"],
+            "question": q["question"],
+            "references": " | ".join(q["answers"]),
+            "base": b,
+            "base_correct": int(bc),
+            "tuned": t,
+            "tuned_correct": int(tc),
+        }
+        for q, b, bc, t, tc in zip(questions, *base, *tuned, strict=True)
+    ]

@@ -9,6 +9,7 @@ evaluation, RAG and serving code read JSONL through this module without pulling 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import tempfile
@@ -48,6 +49,15 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable) -> Path:
     with atomic_open(path) as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+def write_tsv(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """Rows side by side for reading in a spreadsheet: one header from the first row's keys, tab-separated."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
     return Path(path)
 
 
