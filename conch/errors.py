@@ -16,7 +16,7 @@ class ConfigError(ConchError):
 
 
 class JobFailed(ConchError):
-    """A workflow job cannot finish: its message, as is, is all the user sees (conch.workflow.job.run_job
+    """A workflow job cannot finish: its message, as is, is all the user sees (conch.jobs.job.run_job
     writes it to stderr and the job's log and exits with status 1). Anything else a job raises is a bug and
     keeps its traceback."""
 

@@ -64,7 +64,7 @@ def finished(tmp_path_factory) -> tuple[Path, Path, float]:
         ("conch/rag/keyword.py", {"rag_index", "rag_eval", "serve"}),
         # LLaMA-Factory's driver: training and merging run it; evaluation and the server read its templates'
         # reasoning markers through it (conch/model/reasoning.py); nothing else
-        ("conch/training/lf.py", {"train_adapter", "merge_adapter", "evaluate", "serve"}),
+        ("conch/llamafactory/lf.py", {"train_adapter", "merge_adapter", "evaluate", "serve"}),
     ],
 )
 def test_editing_a_module_reruns_exactly_the_rules_that_reach_it(finished, module, rules):
@@ -112,8 +112,8 @@ def test_closure_follows_lazy_relative_and_run_imports(tmp_path):
 
 
 def test_the_issue_cases_are_reached():
-    """train_ppo's script reaches conch.training.lf and (through the preference data code) conch.data."""
+    """train_ppo's script reaches conch.llamafactory.lf and (through the preference data code) conch.data."""
     ppo = {str(f.relative_to(REPO)) for f in reach(REPO / "workflow_scripts/pref_ppo.py", REPO).files}
-    assert {"conch/training/lf.py", "conch/data/pipeline.py", "conch/preference/stages.py"} <= ppo
+    assert {"conch/llamafactory/lf.py", "conch/data/pipeline.py", "conch/preference/stages.py"} <= ppo
     serve = {str(f.relative_to(REPO)) for f in reach(REPO / "workflow_scripts/serve.py", REPO).files}
     assert {"conch/server/__main__.py", "conch/server/app.py"} <= serve  # run as `python -m conch.server`

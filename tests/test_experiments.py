@@ -12,8 +12,9 @@ import pytest
 import yaml
 from conftest import GRID, GRID_WINNER, REPO, default_config, grid_config, make_workdir, planned_jobs
 
+from conch.evaluation.selection import metric_value, select, selection_mode
 from conch.workflow.config import problems
-from conch.workflow.experiments import all_experiments, expand_grid, metric_value, select, selection_mode
+from conch.workflow.experiments import all_experiments, expand_grid
 from conch.workflow.plan import load_schema
 
 # As the workflow loads it: with the serve settings' part, which ServeSettings defines.

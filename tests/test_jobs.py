@@ -17,8 +17,8 @@ from conftest import REPO
 
 from conch.errors import JobFailed
 from conch.evaluation.retention import answer_rows
-from conch.workflow.files import write_tsv
-from conch.workflow.job import run_job
+from conch.jobs.files import write_tsv
+from conch.jobs.job import run_job
 
 
 def fake_job(tmp_path, **parts):
@@ -74,7 +74,7 @@ def test_as_a_script(tmp_path, error, code, traceback):
     script.write_text(
         "from types import SimpleNamespace\n"
         "from conch.errors import JobFailed\n"
-        "from conch.workflow.job import run_job\n"
+        "from conch.jobs.job import run_job\n"
         f"def run(log):\n    raise {error}\n"
         f"run_job(run, SimpleNamespace(log=[{str(tmp_path / 'job.log')!r}]))\n"
     )

@@ -16,7 +16,7 @@ from snakemake_executor_plugin_slurm.utils import set_gres_string
 
 from conch.cluster import launch
 from conch.errors import ConfigError
-from conch.training import lf
+from conch.llamafactory import lf
 
 COMPUTE = default_config()["compute"]
 

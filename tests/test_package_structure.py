@@ -78,7 +78,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_import_graph_sees_imports():
     graph = import_graph()
     assert "conch.errors" in graph["conch.workflow.config"]
-    assert "conch.training.lf" in graph["conch.workflow.config"]
+    assert "conch.llamafactory.lf" in graph["conch.workflow.config"]
 
 
 def test_a_planted_cycle_is_found():
@@ -88,6 +88,22 @@ def test_a_planted_cycle_is_found():
 def test_no_import_cycle_among_conch_modules():
     found = cycles(import_graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """{subpackage: the subpackages its modules import}: conch.workflow.plan -> conch.rag.paths is workflow -> rag."""
+    top = {m: ".".join(m.split(".")[:2]) for m in graph}
+    packages: dict[str, set[str]] = {p: set() for p in top.values()}
+    for module, targets in graph.items():
+        packages[top[module]] |= {top[t] for t in targets} - {top[module]}
+    return packages
+
+
+def test_no_import_cycle_among_conch_packages():
+    """Subpackages form layers (docs/architecture.md): the plan on top, stages in the middle, jobs and errors
+    at the bottom; no subpackage imports one that imports it back, even through others."""
+    found = cycles(package_graph(import_graph()))
+    assert not found, "package cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
 def test_no_two_modules_share_a_name():

@@ -12,8 +12,8 @@ import yaml
 from conftest import REPO, default_config
 
 from conch.errors import ConfigError
+from conch.llamafactory import lf
 from conch.preference.stages import PPO_DEFAULTS, stage_args
-from conch.training import lf
 from conch.workflow import plan as conch_plan
 from conch.workflow.layering import layer
 from conch.workflow.plan import load_schema

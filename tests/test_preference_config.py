@@ -9,8 +9,8 @@ import pytest
 import yaml
 from conftest import REPO, default_config, make_workdir, planned_jobs, snakemake
 
+from conch.llamafactory.lf import prepare_output_dir
 from conch.preference.stages import merge_base, stage_args
-from conch.training.lf import prepare_output_dir
 from conch.workflow.config import problems
 from conch.workflow.plan import load_schema
 

@@ -198,7 +198,7 @@ def test_demo_records_pass_llamafactory_converter():
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments
 
-    # As conch.workflow.registry registers the splits: sharegpt formatting with role/content tags.
+    # As conch.llamafactory.registry registers the splits: sharegpt formatting with role/content tags.
     columns = {"system": "system", "tools": "tools", "messages": "messages"}
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
     attr = DatasetAttr("file", "conch", formatting="sharegpt", **columns, **tags)

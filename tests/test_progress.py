@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conch.workflow.progress import Progress, follow_trainer_log
+from conch.jobs.progress import Progress, follow_trainer_log
 
 
 class Terminal(io.StringIO):
@@ -63,7 +63,7 @@ def test_short_jobs_stay_quiet(tmp_path, monkeypatch):
 
 
 def test_terminal_redraws_one_line_with_every_running_job(tmp_path, monkeypatch):
-    monkeypatch.setattr("conch.workflow.progress.TTY_REFRESH_S", 0)
+    monkeypatch.setattr("conch.jobs.progress.TTY_REFRESH_S", 0)
     train_out, eval_out = Terminal(), Terminal()
     train = Progress("train_adapter a", total=10, stream=train_out, board=tmp_path)
     evaluate = Progress("evaluate b", total=4, unit="item", stream=eval_out, board=tmp_path)

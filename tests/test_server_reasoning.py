@@ -38,9 +38,9 @@ def thinking_model() -> str:
     from transformers import AutoModelForCausalLM
 
     from conch.engine.tokenizer import encode, load_tokenizer
+    from conch.llamafactory.trained_format import TrainedFormat
     from conch.model.modeling import render
     from conch.model.scratch import build_scratch_model
-    from conch.training.trained_format import TrainedFormat
 
     out = _ROOT / "thinking-model"
     answers = [f"<think>\n{THOUGHT}\n</think>\n\n{ANSWER}", f"<think>\n{TOOL_THOUGHT}\n</think>\n\n{CALL}"]

@@ -16,7 +16,7 @@ import pytest
 from test_server_support import _ROOT, ARCH, RECORDS, start_server
 from test_tool_parsing import ROUND_TRIP
 
-from conch.training.trained_format import TrainedFormat
+from conch.llamafactory.trained_format import TrainedFormat
 
 SYSTEM = "You are a helpful assistant."
 WEATHER = {

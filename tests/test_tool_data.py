@@ -27,8 +27,8 @@ def kept(path: Path) -> list[dict]:
 
 @functools.cache
 def qwen():
+    from conch.llamafactory.trained_format import TrainedFormat
     from conch.model.scratch import train_tokenizer
-    from conch.training.trained_format import TrainedFormat
 
     return TrainedFormat(train_tokenizer(["What is the weather?"] * 3, 300), "qwen")
 

@@ -13,12 +13,12 @@ import random
 
 import pytest
 
+from conch.llamafactory.trained_format import TrainedFormat
 from conch.model.reasoning import StreamSplitter
 from conch.server import protocol as p
 from conch.server.chat_parsing import ParsedOutput, ToolCallStream
 from conch.server.http_errors import ApiError
 from conch.server.tool_chat import trained_conversation
-from conch.training.trained_format import TrainedFormat
 
 SYSTEM = "You are a helpful assistant."
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

@@ -1,6 +1,6 @@
-"""Rule register_dataset: the work is run() in conch/workflow/register_dataset_job.py."""
+"""Rule register_dataset: the work is run() in conch/data/register_dataset_job.py."""
 
-from conch.workflow.job import run_job
-from conch.workflow.register_dataset_job import run
+from conch.data.register_dataset_job import run
+from conch.jobs.job import run_job
 
 run_job(run, snakemake)

@@ -94,7 +94,7 @@ def master_port(compute: Mapping, environ: Mapping[str, str]) -> int:
 
 
 def launch_env(compute: Mapping, environ: Mapping[str, str] | None = None, nodes_of=_job_nodes) -> dict:
-    """Environment for `llamafactory-cli train` (passed to conch.training.lf.run): {} for a plain single process.
+    """Environment for `llamafactory-cli train` (passed to conch.llamafactory.lf.run): {} for a plain single process.
 
     LLaMA-Factory's launcher reads FORCE_TORCHRUN, NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR and
     MASTER_PORT. On one node MASTER_PORT is left to LLaMA-Factory (a free port), unless set in config.
@@ -165,14 +165,14 @@ def resolve_deepspeed(train: dict, workflow_dir: str | Path) -> dict:
 
 
 def run_train(yaml_path: str | Path, log_path: str | Path, env: Mapping[str, str]) -> None:
-    """`llamafactory-cli train` as launch_env says: through conch.training.lf.run, or under srun across nodes."""
-    from conch.training import lf
+    """`llamafactory-cli train` as launch_env says: through conch.llamafactory.lf.run, or under srun across nodes."""
+    from conch.llamafactory import lf
 
     if int(env.get("NNODES", "1")) <= 1:
         lf.run("train", yaml_path, log_path, env=dict(env))
         return
     argv = command(lf.cli(), yaml_path, env)
-    # as conch.training.lf.run: never phone home from a training job, unless the environment says otherwise
+    # as conch.llamafactory.lf.run: never phone home from a training job, unless the environment says otherwise
     full_env = {"HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1", **os.environ, **env}
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(argv)}\n")

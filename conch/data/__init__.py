@@ -7,7 +7,7 @@ the screening loop a preparation builds on (Screen, Settings, raw_paths), atomic
 from conch.data.pipeline import PrepareResult, prepare
 from conch.data.rejects import REASONS
 from conch.data.screen import Screen, Settings, raw_paths, settings_of
-from conch.workflow.files import as_paths, atomic_write, read_jsonl, write_json, write_jsonl
+from conch.jobs.files import as_paths, atomic_write, read_jsonl, write_json, write_jsonl
 
 __all__ = [
     "REASONS",

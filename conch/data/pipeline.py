@@ -11,7 +11,7 @@ from conch.data.records import char_count, dedup_key, normalise
 from conch.data.rejects import RecordReject
 from conch.data.screen import Screen, Settings, raw_paths
 from conch.data.split import SPLITS
-from conch.workflow.files import write_json, write_jsonl
+from conch.jobs.files import write_json, write_jsonl
 
 OUTPUT_FILES = {
     "train": "train.jsonl",

@@ -5,7 +5,7 @@ from pathlib import Path
 from conch.data.pipeline import prepare
 from conch.data.screen import settings_of
 from conch.errors import ConchError, ConfigError, JobFailed
-from conch.workflow.files import as_paths
+from conch.jobs.files import as_paths
 
 
 def run(input, output, params, log):

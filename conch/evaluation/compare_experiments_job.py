@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from conch.errors import JobFailed  # noqa: E402
-from conch.workflow.experiments import comparison_rows, metric_value, select, training_cost  # noqa: E402
-from conch.workflow.files import read_jsonl  # noqa: E402
+from conch.evaluation.selection import comparison_rows, metric_value, select, training_cost  # noqa: E402
+from conch.jobs.files import read_jsonl  # noqa: E402
 
 
 def run(input, output, params, log):

@@ -14,11 +14,11 @@ from conch.errors import JobFailed
 from conch.evaluation import retention as R
 from conch.evaluation import scores as M
 from conch.evaluation.report import comparison_chart, html_report
+from conch.jobs.files import read_jsonl, write_tsv
+from conch.jobs.progress import Progress
 from conch.model.hub import base_model_path
 from conch.model.modeling import answer_loss, generate, load, prompt_messages, render
 from conch.model.reasoning import answers, markers, reasonings
-from conch.workflow.files import read_jsonl, write_tsv
-from conch.workflow.progress import Progress
 
 
 def run(input, output, params, log, wildcards, resources, config):

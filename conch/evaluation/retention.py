@@ -23,7 +23,7 @@ import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
-from conch.workflow.files import question_lines
+from conch.jobs.files import question_lines
 
 CATEGORIES = ("facts", "arithmetic", "translation", "instructions")
 FORBIDDEN_REFERENCES = {"yes", "no", "是", "否", "不"}

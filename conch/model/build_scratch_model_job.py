@@ -3,8 +3,8 @@ seeded random Qwen2 (conch/model/scratch.py)."""
 
 import json
 
+from conch.jobs.files import read_jsonl, write_json
 from conch.model.scratch import build_scratch_model
-from conch.workflow.files import read_jsonl, write_json
 
 
 def run(input, output, params, log):

@@ -98,7 +98,7 @@ def dequantize(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from conch.workflow.progress import Progress
+    from conch.jobs.progress import Progress
 
     hf_logging.disable_progress_bar()
     gguf_path = Path(gguf_path).resolve()

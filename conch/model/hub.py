@@ -64,7 +64,7 @@ def fetch(repo_id: str, revision: str = "main") -> dict:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
     from huggingface_hub.utils import disable_progress_bars
 
-    from conch.workflow.progress import Progress, follow
+    from conch.jobs.progress import Progress, follow
 
     disable_progress_bars()  # one bar per file; the job shows one line of its own instead
     start_mb = _cached_mb(repo_id)

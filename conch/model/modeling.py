@@ -59,7 +59,7 @@ def load(model_path: str, adapter: str | None = None, dtype: str = "auto"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # a bar per model load; long jobs show one line of their own (conch.workflow.progress)
+    hf_logging.disable_progress_bar()  # a bar per model load; long jobs show one line of their own (conch.jobs.progress)
     # LLaMA-Factory saves the tokenizer it trained with beside the adapter; prefer that one.
     has_tokenizer = adapter and (Path(adapter) / "tokenizer_config.json").exists()
     tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else model_path)

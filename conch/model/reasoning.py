@@ -84,7 +84,7 @@ class StreamSplitter:
 def reasoning_templates() -> dict[str, tuple[str, str]]:
     """{template: (start, end) thought markers} of the LLaMA-Factory templates registered with
     `template_class=ReasoningTemplate` (empty when LLaMA-Factory is not installed)."""
-    from conch.training.lf import package_dir
+    from conch.llamafactory.lf import package_dir
 
     root = package_dir("llamafactory")
     if root is None:

@@ -22,7 +22,7 @@ def iter_texts(records: Iterable[dict], template: str | None = None) -> Iterable
         if record.get("system"):
             yield record["system"]
         if record.get("tools") and template:
-            from conch.training.trained_format import tool_prompt
+            from conch.llamafactory.trained_format import tool_prompt
 
             yield tool_prompt(template, record["tools"])
         for message in record["messages"]:

@@ -3,7 +3,7 @@
 A PPO branch without a reward model or without prompts, or a DPO branch without preference data, would
 otherwise fail only when its rule starts (possibly after an hour of SFT); here it fails at once, with a
 message naming the key to add. Training keys are checked against what LLaMA-Factory (dpo/kto/rm) and
-TRL's PPOConfig (ppo) accept, read from their source as conch.training.lf does, so a typo is caught too.
+TRL's PPOConfig (ppo) accept, read from their source as conch.llamafactory.lf does, so a typo is caught too.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import functools
 from pathlib import Path
 
 from conch.errors import did_you_mean
+from conch.llamafactory import lf
 from conch.preference.stages import RESERVED_PPO_KEYS, RESERVED_PREF_KEYS
-from conch.training import lf
 
 
 @functools.cache

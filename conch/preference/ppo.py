@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from conch.llamafactory import lf
 from conch.model.modeling import render
 from conch.preference.reward import RewardAtTurnEnd, load_reward_model
 from conch.preference.scoring import answer_suffix
 from conch.preference.stages import PPO_DEFAULTS
-from conch.training import lf
 
 
 def lora_config(train: dict):

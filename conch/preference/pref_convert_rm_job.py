@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from conch.errors import JobFailed
+from conch.jobs.files import read_jsonl
+from conch.llamafactory import lf
 from conch.preference.reward import convert_lf_reward_model, load_reward_model
 from conch.preference.scoring import answer_suffix, encode, pair_rewards, rendered_pairs
 from conch.preference.stages import stage_args
-from conch.training import lf
-from conch.workflow.files import read_jsonl
 
 ATOL = 0.011  # LLaMA-Factory writes scores rounded to 2 decimals
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from conch.cluster import gpus
 from conch.errors import JobFailed
+from conch.jobs.files import as_paths, read_jsonl, write_tsv
 from conch.preference.held_out import evaluate_model, reward_accuracy
 from conch.preference.pref_report import chart, html_report
 from conch.preference.reward import load_reward_model
-from conch.workflow.files import as_paths, read_jsonl, write_tsv
 
 
 def run(input, output, params, log, wildcards, resources, config):

@@ -3,9 +3,9 @@ trained on."""
 
 from pathlib import Path
 
+from conch.llamafactory import lf
 from conch.model.hub import base_model_path
 from conch.preference.stages import merge_base
-from conch.training import lf
 
 
 def run(input, output, params, log, wildcards):

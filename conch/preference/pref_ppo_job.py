@@ -14,12 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from conch.cluster import gpus  # noqa: E402
 from conch.errors import JobFailed  # noqa: E402
+from conch.jobs.files import as_paths, read_jsonl, write_jsonl  # noqa: E402
+from conch.jobs.progress import Progress, trainer_callback  # noqa: E402
+from conch.llamafactory import lf  # noqa: E402
 from conch.preference.ppo import train_ppo  # noqa: E402
 from conch.preference.prepare import prompts  # noqa: E402
 from conch.preference.stages import PPO_DEFAULTS  # noqa: E402
-from conch.training import lf  # noqa: E402
-from conch.workflow.files import as_paths, read_jsonl, write_jsonl  # noqa: E402
-from conch.workflow.progress import Progress, trainer_callback  # noqa: E402
 
 
 def run(input, output, params, log, wildcards, resources, config):

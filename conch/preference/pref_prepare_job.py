@@ -4,8 +4,8 @@ from pathlib import Path
 
 from conch.data.screen import settings_of
 from conch.errors import ConchError, JobFailed
+from conch.jobs.files import as_paths
 from conch.preference.prepare import prepare_preference
-from conch.workflow.files import as_paths
 
 
 def run(input, output, params, log):

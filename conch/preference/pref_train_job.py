@@ -4,10 +4,10 @@ from config and kept beside the adapter."""
 from pathlib import Path
 
 from conch.cluster import gpus, launch
+from conch.jobs.progress import follow_trainer_log
+from conch.llamafactory import lf
 from conch.model.hub import base_model_path
 from conch.preference.stages import stage_args
-from conch.training import lf
-from conch.workflow.progress import follow_trainer_log
 
 
 def run(input, output, params, log, wildcards, resources, config, rule, scriptdir):

@@ -20,6 +20,7 @@ from pathlib import Path
 from conch.data import Screen, Settings, raw_paths, write_json, write_jsonl
 from conch.data.split import SPLITS
 from conch.errors import DataError
+from conch.llamafactory.registry import TAGS
 from conch.preference.pairs import (
     KNOWN_KEYS,
     PrefReject,
@@ -29,7 +30,6 @@ from conch.preference.pairs import (
     normalise_preference,
     prompt_key,
 )
-from conch.workflow.registry import TAGS
 
 # Held-out pairs are what preference accuracy is measured on: config/schema.yaml's
 # preference.data.test_fraction (tests/test_config.py checks they agree).

@@ -1,4 +1,4 @@
-"""`llamafactory-cli train` arguments for the preference stages (dpo, kto, rm), built on conch.training.lf.train_args.
+"""`llamafactory-cli train` arguments for the preference stages (dpo, kto, rm), built on conch.llamafactory.lf.train_args.
 
 Where each stage starts, which is where users of LLaMA-Factory most often go wrong:
 
@@ -12,7 +12,7 @@ Where each stage starts, which is where users of LLaMA-Factory most often go wro
 
 from __future__ import annotations
 
-from conch.training import lf
+from conch.llamafactory import lf
 
 STAGES = ("dpo", "kto", "rm")
 # Keys conch sets for the preference stages, on top of those lf.RESERVED_TRAIN_KEYS lists.

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from conch.jobs.files import read_jsonl, write_jsonl
 from conch.rag.chunk import context_text
 from conch.rag.embed import Embedder, EmbeddingCache, embed_chunks
 from conch.rag.keyword import BM25
-from conch.workflow.files import read_jsonl, write_jsonl
 
 RETRIEVAL_DEFAULTS = {
     "fusion": "weighted",  # or "rrf"

@@ -1,9 +1,9 @@
 """Rule rag_chunk: normalised documents -> structure-aware chunks counted in the base model's tokens
 (results/rag/chunks.jsonl)."""
 
+from conch.jobs.files import read_jsonl, write_jsonl
 from conch.model.hub import base_model_path
 from conch.rag.chunk import Chunker, load_tokenizer
-from conch.workflow.files import read_jsonl, write_jsonl
 
 
 def run(input, output, params, log):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from conch.workflow.files import question_lines
+from conch.jobs.files import question_lines
 
 
 def load_questions(path: str | Path) -> list[dict]:

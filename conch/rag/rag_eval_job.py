@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conch.jobs.files import write_jsonl
+from conch.jobs.progress import Progress
 from conch.model.hub import base_model_path
 from conch.model.modeling import generate, load, render
 from conch.rag.prompt import build_messages, cited_numbers, no_answer
 from conch.rag.rag_eval import load_questions, report_markdown, retrieval_metrics, score_question
 from conch.rag.retrieve import Retriever
-from conch.workflow.files import write_jsonl
-from conch.workflow.progress import Progress
 
 
 def run(input, output, params, log, wildcards):

@@ -4,11 +4,11 @@ embeddings cached."""
 import json
 from pathlib import Path
 
+from conch.jobs.files import read_jsonl
 from conch.model.hub import base_model_path
 from conch.rag.chunk import load_tokenizer
 from conch.rag.embed import Embedder, EmbeddingCache
 from conch.rag.index import build_index
-from conch.workflow.files import read_jsonl
 
 
 def run(input, output, params, log):

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 from conch.errors import JobFailed
+from conch.jobs.files import write_jsonl
 from conch.rag.ingest import ingest
-from conch.workflow.files import write_jsonl
 
 
 def run(output, params, log):

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import uuid
 
+from conch.llamafactory.trained_format import ToolCall, TrainedFormat
 from conch.model.reasoning import held_back  # the end of a text that may begin a marker: one helper for both
-from conch.training.trained_format import ToolCall, TrainedFormat
 
 
 class ToolCallStream:

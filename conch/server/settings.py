@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conch.errors import did_you_mean
-from conch.training.lf import known_templates
+from conch.llamafactory.lf import known_templates
 
 PositiveInt = Annotated[int, Field(ge=1, strict=True)]
 

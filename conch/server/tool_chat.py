@@ -2,7 +2,7 @@
 
 A model served with its template (`template:` in the settings, `--template` on the command line) gets:
 - tool requests (`tools`, assistant `tool_calls`, `tool` messages) encoded with the template's own tool
-  formatters (conch.training.trained_format), exactly as LLaMA-Factory trained on tool records, and the answer's
+  formatters (conch.llamafactory.trained_format), exactly as LLaMA-Factory trained on tool records, and the answer's
   calls parsed into `tool_calls` (conch.server.chat_parsing);
 - for an R1-style template (conch.model.reasoning.markers), the thinking returned as `reasoning_content`.
 Every other request renders with the model's Jinja chat template, unchanged.
@@ -19,11 +19,11 @@ import asyncio
 import json
 import threading
 
+from conch.llamafactory.trained_format import FormatError, TrainedFormat
 from conch.model.reasoning import StreamSplitter, markers
 from conch.server import protocol as p
 from conch.server.chat_parsing import ParsedOutput, ToolCallStream
 from conch.server.http_errors import ApiError
-from conch.training.trained_format import FormatError, TrainedFormat
 
 
 def _bad(message: str, param: str = "messages") -> ApiError:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from conch.jobs.files import read_jsonl
 from conch.model.hub import base_model_path
-from conch.workflow.files import read_jsonl
 
 
 def run(input, output, params, log):

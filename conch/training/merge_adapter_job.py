@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 
 from conch.errors import JobFailed
+from conch.jobs.progress import Progress
+from conch.llamafactory import lf
 from conch.model.hub import base_model_path
 from conch.model.modeling import load
-from conch.training import lf
 from conch.training.merge_check import compare, prompt_logits, stored_dtype
-from conch.workflow.progress import Progress
 
 
 def run(input, output, params, log, wildcards):

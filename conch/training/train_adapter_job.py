@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from conch.cluster import gpus, launch
+from conch.jobs.progress import follow_trainer_log
+from conch.llamafactory import lf
 from conch.model.hub import base_model_path
-from conch.training import lf
-from conch.workflow.progress import follow_trainer_log
 
 
 def run(input, output, params, log, wildcards, resources, config, scriptdir):

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from conch.errors import ConfigError
-from conch.training.lf import RESERVED_TRAIN_KEYS
+from conch.llamafactory.lf import RESERVED_TRAIN_KEYS
 
 WEBUI_DIR = Path("results/webui")
 LAUNCH_FILE = WEBUI_DIR / "launch.json"

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import jsonschema
 
 from conch.errors import ConfigError, did_you_mean
+from conch.llamafactory.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
 from conch.preference.checks import problems as preference_problems
-from conch.training.lf import RESERVED_TRAIN_KEYS, known_templates, known_train_keys
 from conch.workflow.experiments import all_experiments
 from conch.workflow.layering import layer, without_train_nulls
 

@@ -15,11 +15,12 @@ import jsonschema
 import yaml
 
 from conch.errors import ConfigError
+from conch.evaluation.selection import selection_mode
 from conch.rag.paths import resolve
 from conch.server.settings import with_serve_settings
 from conch.workflow import layering, layout
 from conch.workflow.config import check
-from conch.workflow.experiments import all_experiments, selection_mode
+from conch.workflow.experiments import all_experiments
 
 
 @dataclass(frozen=True)

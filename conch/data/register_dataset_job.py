@@ -3,7 +3,7 @@ them)."""
 
 from pathlib import Path
 
-from conch.workflow.registry import write_dataset_info
+from conch.llamafactory.registry import write_dataset_info
 
 
 def run(input, output, params, log):
