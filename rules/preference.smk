@@ -225,8 +225,8 @@ rule train_ppo:
         **gpu_resources(),
     params:
         lora=lambda wc: PLAN.ppo_lora(wc.experiment),
-        # As written: the script lays it over PPO_DEFAULTS (PLAN.preference.ppo.config is the result).
-        ppo=PLAN.preference.ppo.overrides,
+        # PPOConfig's keys: PPO_DEFAULTS under preference.ppo.train (conch/workflow/layering.py).
+        ppo=PLAN.preference.ppo.config,
         max_prompts=PLAN.preference.ppo.max_prompts,
     script:
         "../workflow_scripts/pref_ppo.py"

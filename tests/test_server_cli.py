@@ -9,7 +9,7 @@ import yaml
 
 from conch.server import cli
 from conch.server.deploy import config_file, deployed_settings
-from conch.server.routes import RAG_ROUTE_TABLE, ROUTE_TABLE, endpoints
+from conch.server.route_table import RAG_ROUTE_TABLE, ROUTE_TABLE, endpoints
 from conch.server.settings import ModelEntry, ServeConfigError, ServeSettings, load_settings
 
 # Every flag the server had before its flags were made from the settings' fields.

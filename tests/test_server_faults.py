@@ -26,7 +26,7 @@ from schemathesis.checks import not_a_server_error
 from test_server_support import start_server, tiny_model
 
 from conch.engine.sampling import SamplingParams, sample_row
-from conch.server.routes import ROUTES
+from conch.server.route_table import ROUTES
 
 ASK = [{"role": "user", "content": "Who are you?"}]
 OPERATIONS = [

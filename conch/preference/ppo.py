@@ -22,7 +22,6 @@ from conch.llamafactory import lf
 from conch.model.modeling import render
 from conch.preference.reward import RewardAtTurnEnd, load_reward_model
 from conch.preference.scoring import answer_suffix
-from conch.preference.stages import PPO_DEFAULTS
 
 
 def lora_config(train: dict):
@@ -78,7 +77,7 @@ def train_ppo(
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     out = Path(out_dir)
-    args = {**PPO_DEFAULTS, **ppo_args}
+    args = dict(ppo_args)  # complete: conch.workflow.layering.ppo_config
     if not torch.cuda.is_available():
         args["bf16"] = args["fp16"] = False
     torch.manual_seed(args["seed"])

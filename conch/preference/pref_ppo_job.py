@@ -19,7 +19,6 @@ from conch.jobs.progress import Progress, trainer_callback  # noqa: E402
 from conch.llamafactory import lf  # noqa: E402
 from conch.preference.ppo import train_ppo  # noqa: E402
 from conch.preference.prepare import prompts  # noqa: E402
-from conch.preference.stages import PPO_DEFAULTS  # noqa: E402
 
 
 def run(input, output, params, log, wildcards, resources, config):
@@ -31,7 +30,7 @@ def run(input, output, params, log, wildcards, resources, config):
     if not train_prompts:
         raise JobFailed(f"train_ppo: no prompts in {input.prompts}")
     out = Path(output.model).parent
-    ppo_args = {**PPO_DEFAULTS, **p.ppo}
+    ppo_args = dict(p.ppo)  # the plan layered them (PPO_DEFAULTS under preference.ppo.train)
     # Kept beside the output, like LLaMA-Factory's YAML: what this PPO run was given.
     lf.write_yaml(
         {

@@ -12,7 +12,8 @@ from conch.server.http_errors import install_error_handlers
 from conch.server.middleware import Gate
 from conch.server.models import ModelRegistry
 from conch.server.prometheus import Metrics
-from conch.server.routes import RAG_ROUTES, ROUTES, build_rag_router, build_router
+from conch.server.route_table import RAG_ROUTES, ROUTES
+from conch.server.routes import build_rag_router, build_router
 from conch.server.serving_chat import ChatServing
 from conch.server.serving_completions import CompletionServing
 from conch.server.settings import ServeSettings

@@ -17,7 +17,7 @@ import yaml
 
 from conch.errors import ConchError
 from conch.server.cli import chat_format_args, command_line
-from conch.server.routes import endpoints
+from conch.server.route_table import endpoints
 from conch.server.settings import ServeConfigError, ServeSettings, single_model
 from conch.server.smoke import free_port, running_server, smoke_test
 
