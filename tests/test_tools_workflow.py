@@ -111,5 +111,13 @@ def test_the_model_calls_the_tool_and_answers_from_its_result(client, stream, ci
 
 
 def test_a_question_no_tool_answers_gets_a_plain_answer(client):
-    message, reason = ask(client, [{"role": "user", "content": "Hello!"}], stream=False)
-    assert reason == "stop" and not message["tool_calls"] and "weather" in message["content"]
+    """Output that is no tool call comes back as content, streamed and not alike. What the 1M-parameter scratch
+    model says to "Hello!" changes with the CPU's kernels (one machine: a weather sentence and `stop`; one
+    without AVX-512: "Hello!" to the token limit), so the answer is compared with the same model's answer in
+    this run, not with a text written here."""
+    messages = [{"role": "user", "content": "Hello!"}]
+    message, reason = ask(client, messages, stream=False)
+    streamed, streamed_reason = ask(client, messages, stream=True)
+    assert not message["tool_calls"] and not streamed["tool_calls"]
+    assert reason in ("stop", "length") and message["content"].strip()
+    assert (streamed["content"], streamed_reason) == (message["content"], reason)
