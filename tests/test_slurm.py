@@ -264,7 +264,7 @@ def test_multi_node_launch_reads_the_jobs_nodes_from_slurm(slurm, tmp_path):
     """conch.cluster.launch asks squeue/scontrol for the job's hosts (a job step has no SLURM_JOB_NODELIST)."""
     probe = (
         "import os, socket\n"
-        "from conch import launch\n"
+        "from conch.cluster import launch\n"
         "from conch.errors import ConfigError\n"
         "print('hosts', launch._job_nodes(os.environ['SLURM_JOB_ID']), socket.gethostname().split('.')[0])\n"
         "try:\n"
