@@ -52,6 +52,8 @@ def chat(server, body, raw: bytes | None = None, headers=None) -> httpx.Response
         ({"messages": ASK, "top_logprobs": 2}, 422, "top_logprobs", "needs `logprobs: true`"),
         ({"messages": ASK, "logprobs": True, "top_logprobs": 21}, 422, "top_logprobs", "less than or equal"),
         ({"messages": ASK, "repetition_penalty": 0}, 422, "repetition_penalty", "greater than 0"),
+        # the fuzzer once found 2.24e-242 on /v1/completions: NaN scores failed the whole batch with a 500
+        ({"messages": ASK, "repetition_penalty": 1e-39}, 422, "repetition_penalty", "underflows float32"),
         ({"messages": ASK, "response_format": {"type": "xml"}}, 422, "response_format.type", "json_schema"),
         ({"messages": ASK, "response_format": {"type": "json_schema"}}, 422, "response_format", "required"),
         (
@@ -101,6 +103,10 @@ def test_malformed_bodies_get_422_with_a_message(server, raw):
 def test_completions_and_generate_validate_too(server):
     r = httpx.post(f"{server.base_url}/v1/completions", json={"prompt": ["a", "b"]}, timeout=30)
     assert r.status_code == 422 and r.json()["error"]["param"] == "prompt"
+    # what the fuzzer once found: a 500 (NaN scores), now refused before the batch
+    fuzzed = {"prompt": ["false"], "repetition_penalty": 2.24e-242}
+    r = httpx.post(f"{server.base_url}/v1/completions", json=fuzzed, timeout=30)
+    assert r.status_code == 422 and r.json()["error"]["param"] == "repetition_penalty"
     r = httpx.get(
         f"{server.base_url}/generate", params={"prompt": "hi", "max_new_tokens": "many"}, timeout=30
     )

@@ -102,6 +102,9 @@ class ResponseFormat(_Strict):
 
 
 Penalty = Annotated[Number, Field(ge=-2, le=2)]
+# float32's smallest normal number: a repetition penalty below it underflows in the engine's float32 logits
+# (to a subnormal or 0), and dividing a score by it gives infinities for the whole row (and, today, the batch).
+SMALLEST_PENALTY = 1.1754943508222875e-38
 
 
 class _Sampling(_Strict):
@@ -127,6 +130,16 @@ class _Sampling(_Strict):
     def _schema_given(cls, v):
         if v is not None:
             v.schema_text()  # a json_schema type without its schema is refused here, naming the field
+        return v
+
+    @field_validator("repetition_penalty")
+    @classmethod
+    def _representable(cls, v):
+        if v is not None and 0 < v < SMALLEST_PENALTY:
+            raise ValueError(
+                f"{v} underflows float32, the logits' type (its smallest normal number is 1.2e-38); "
+                "a penalty this small would make every score infinite"
+            )
         return v
 
     @field_validator("stop")
