@@ -17,7 +17,7 @@ try:
     PLAN = conch_plan.build(config, _schema, workflow.basedir)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
-# Snakemake's own directives (container:) and rules/serve.smk read `config`: the validated one, defaults in.
+# Snakemake's own directives (container:, threads:) read `config`: the validated one, defaults in.
 config.update(PLAN.config)
 
 

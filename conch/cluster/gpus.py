@@ -182,11 +182,6 @@ def assign(
     return lease
 
 
-def assign_for_job(snakemake) -> Lease | None:
-    """assign() for the job a Snakemake `script:` runs: its `gpu` resource and config's compute.devices."""
-    return assign_for(snakemake.resources, snakemake.config)
-
-
 def assign_for(resources, config: dict) -> Lease | None:
     """assign() for a job's `resources` (its `gpu` count) and the workflow config (compute.devices)."""
     n = int(getattr(resources, "gpu", 0) or 0)
